@@ -1,0 +1,103 @@
+"""The one mechanism that runs any mp3d_mmdet config on a machine without a GPU.
+
+The paper's configs train with mixed precision (``AmpOptimWrapper``) and NCCL, as a GPU
+user wants. Both fail without CUDA: mmengine's AMP wrapper asserts a GPU, NCCL needs one,
+DDP is built with ``device_ids=[local_rank]`` and mmengine's ``init_dist`` calls
+``torch.cuda.set_device`` whatever the backend. Every config in ``configs/`` therefore sets
+``runner_type = 'DeviceAwareRunner'``. When CUDA is available it is exactly mmengine's
+``Runner``. When it is not (a CPU-only machine, or ``CUDA_VISIBLE_DEVICES=''`` to force the
+CPU on a GPU machine) it adapts the config before building, and logs each change:
+
+* ``optim_wrapper.type``: ``AmpOptimWrapper`` -> ``OptimWrapper`` (AMP-only keys dropped);
+* ``env_cfg.dist_cfg.backend``: ``nccl`` -> ``gloo``;
+* ``model_wrapper_cfg``: ``MMDistributedDataParallel`` with ``device_ids=None`` (CPU DDP);
+* ``torch.cuda.set_device`` is skipped while mmengine initialises the process group.
+
+So ``mim train mmdet CONFIG`` (and ``--launcher pytorch --gpus 2`` for two CPU processes)
+and ``mim test`` run unchanged on a CPU; nothing in the config file needs editing. Another
+mmdet project gets the same behaviour with ``runner_type = 'DeviceAwareRunner'`` next to
+``custom_imports = dict(imports=['mp3d_mmdet'])``.
+"""
+import copy
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Union
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+#: Keys of AmpOptimWrapper that the plain OptimWrapper does not accept.
+_AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
+
+
+def cpu_config_changes(cfg: Union[Config, ConfigDict, dict]) -> List[str]:
+    """Adapt a runner config in place for a machine without CUDA.
+
+    Args:
+        cfg: a full runner config (the object ``Runner.from_cfg`` receives).
+
+    Returns:
+        list[str]: one human-readable line per change made (empty if none was needed).
+    """
+    changes: List[str] = []
+    optim_wrapper = cfg.get('optim_wrapper')
+    if optim_wrapper is not None and optim_wrapper.get('type') == 'AmpOptimWrapper':
+        optim_wrapper['type'] = 'OptimWrapper'
+        for key in _AMP_ONLY_KEYS:
+            optim_wrapper.pop(key, None)
+        changes.append('optim_wrapper: AmpOptimWrapper -> OptimWrapper (AMP needs a GPU)')
+
+    env_cfg = cfg.get('env_cfg')
+    if env_cfg is None:
+        env_cfg = cfg['env_cfg'] = dict(dist_cfg=dict(backend='nccl'))
+    dist_cfg = env_cfg.setdefault('dist_cfg', dict(backend='nccl'))
+    if dist_cfg.get('backend', 'nccl') != 'gloo':
+        changes.append(f"env_cfg.dist_cfg.backend: {dist_cfg.get('backend', 'nccl')} -> gloo")
+        dist_cfg['backend'] = 'gloo'
+
+    if cfg.get('launcher', 'none') != 'none':
+        wrapper = cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False)
+        if wrapper.get('device_ids', 'unset') is not None:
+            wrapper['device_ids'] = None
+            changes.append(f"model_wrapper_cfg: {wrapper['type']} with device_ids=None (CPU DDP)")
+        cfg['model_wrapper_cfg'] = wrapper
+    return changes
+
+
+@contextmanager
+def _skip_cuda_set_device() -> Iterator[None]:
+    """Make ``torch.cuda.set_device`` a no-op inside the block (CPU-only process groups)."""
+    original = torch.cuda.set_device
+    torch.cuda.set_device = lambda device: None
+    try:
+        yield
+    finally:
+        torch.cuda.set_device = original
+
+
+@RUNNERS.register_module()
+class DeviceAwareRunner(Runner):
+    """mmengine ``Runner`` that falls back to CPU-safe settings when CUDA is unavailable.
+
+    See the module docstring for the exact changes. With CUDA it behaves as ``Runner``.
+    """
+
+    @classmethod
+    def from_cfg(cls, cfg: Union[Config, ConfigDict, Dict]) -> Runner:
+        """Build the runner, adapting ``cfg`` (a copy) for CPU if CUDA is unavailable."""
+        if not torch.cuda.is_available():
+            cfg = copy.deepcopy(cfg)
+            for change in cpu_config_changes(cfg):
+                print_log(f'DeviceAwareRunner (no CUDA): {change}', logger='current')
+        return super().from_cfg(cfg)
+
+    def setup_env(self, env_cfg: Dict) -> None:
+        """Set up the environment; on CPU, without mmengine's ``torch.cuda.set_device`` call."""
+        if torch.cuda.is_available():
+            super().setup_env(env_cfg)
+            return
+        with _skip_cuda_set_device():
+            super().setup_env(env_cfg)

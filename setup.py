@@ -1,0 +1,44 @@
+"""Installation of the mp3d_mmdet plugin.
+
+The heavy stack (torch, mmcv with compiled ops) is installed by ``tools/setup_env.sh``:
+torch must be the CPU or CUDA build the user chooses and mmcv 2.1.0 has no wheel for
+current torch releases, so neither is pulled in from here.
+"""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+
+def read_version() -> str:
+    scope: dict = {}
+    with open(osp.join(osp.dirname(__file__), 'mp3d_mmdet', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+setup(
+    name='mp3d_mmdet',
+    version=read_version(),
+    description=('MP3D FPN: 3D context modelling with supervised pre-training for '
+                 'universal lesion detection in CT slices, as an MMDetection 3.x plugin'),
+    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.8',
+    packages=find_packages(include=['mp3d_mmdet', 'mp3d_mmdet.*']),
+    install_requires=[
+        'mmdet>=3.3.0,<3.4',
+        'mmengine>=0.10.7,<1',
+        'mmcv>=2.0.0rc4,<2.2.0',
+        'numpy>=1.23,<2',
+        'SimpleITK>=2.2',
+        'pycocotools>=2.0.6',
+        'matplotlib>=3.5',
+        'opencv-python>=4.5,<4.12',
+        'tqdm',
+    ],
+    extras_require={
+        'tests': ['pytest>=7', 'hypothesis>=6'],
+    },
+    license='Apache-2.0',
+    zip_safe=False,
+)
