@@ -103,7 +103,7 @@ if [[ -z "$MMCV_WHEEL" ]]; then
   # Build tools again: openmim's dependencies pull setuptools below what torch needs.
   "${PIP[@]}" install -q "$SETUPTOOLS_SPEC" wheel ninja
   MMCV_WITH_OPS=1 FORCE_CUDA="$MMCV_CUDA" MAX_JOBS="${MAX_JOBS:-$(nproc)}" PATH="$VENV/bin:$PATH" \
-    "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$BUILD_DIR" "mmcv==$MMCV_VERSION"
+    "${PIP[@]}" wheel --no-cache-dir --no-build-isolation --no-deps -w "$BUILD_DIR" "mmcv==$MMCV_VERSION"
   mkdir -p "$MMCV_CACHE"
   mv "$BUILD_DIR"/mmcv-"$MMCV_VERSION"-*.whl "$MMCV_CACHE"/
   rm -rf "$BUILD_DIR"

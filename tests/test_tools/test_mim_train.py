@@ -11,7 +11,8 @@ MIM = osp.join(osp.dirname(sys.executable), 'mim')
 
 
 def _run(args, cwd) -> str:
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES='')
+    # One thread each: tiny models gain nothing from more, and CI may run beside other work.
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
     proc = subprocess.run([MIM, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
     output = proc.stdout + proc.stderr

@@ -1,1 +1,10 @@
-"""Placeholder: filled by the component issues."""
+"""Backbones: MP3D ResNet (pseudo-3D, the paper's model), MR3D (full 3D) and FPN+3DCE."""
+from .mp3d_resnet import MP3DResNet, MR3DResNet, slice_depths
+from .p3d_blocks import P3DBottleneck
+from .resnet_3dce import ResNet3DCE
+from .slice_ops import SliceConv3d
+
+__all__ = [
+    'MP3DResNet', 'MR3DResNet', 'ResNet3DCE', 'P3DBottleneck', 'SliceConv3d',
+    'slice_depths'
+]

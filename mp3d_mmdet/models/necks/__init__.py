@@ -1,1 +1,5 @@
-"""Placeholder: filled by the component issues."""
+"""Neck adapters turning the backbone's 3D maps into 2D maps for mmdet's FPN."""
+from .center_slice_transform import CenterSliceTransform
+from .group_transform import GroupTransform, resample_slice_weights
+
+__all__ = ['GroupTransform', 'CenterSliceTransform', 'resample_slice_weights']

@@ -1,0 +1,63 @@
+# MP3D FPN (Zhang et al., MICCAI 2020): MP3D-63 backbone (pseudo-3D ResNet-50 layout, group
+# norm, no pooling along the slice axis) -> GTM (group transform) -> FPN -> Faster R-CNN heads
+# for one class ('lesion'). 45,156,437 parameters with 9 slices (paper: 45.16 M); see
+# docs/model_complexity.md (tools/analysis/complexity.py).
+#
+# Slice count: the input has N slices as N channels. It appears in three places that must
+# agree: the data pipeline (LoadCTSlices num_slices), model.backbone.num_slices and
+# model.neck[0].num_slices (the GTM). Any odd N >= 3; a mismatch raises a ValueError naming
+# both values at the first forward pass. E.g. in an experiment config:
+#     slice_neck = _base_.model.neck
+#     slice_neck[0].num_slices = 5
+#     model = dict(backbone=dict(num_slices=5), neck=slice_neck)
+# Variants by overriding keys:
+#   MR3D FPN (full 3D):   model = dict(backbone=dict(conv_type='3d'))   (or type='MR3DResNet')
+#   CTM instead of GTM:   slice_neck[0] = dict(type='CenterSliceTransform', num_slices=9)
+#   isotropic pooling:    backbone=dict(slice_pooling='isotropic') and neck[0].num_slices =
+#                         mp3d_mmdet.models.backbones.slice_depths(9, 'isotropic') = [5, 3, 2, 1]
+#   2D-inflated init:     backbone=dict(init_cfg=dict(type='Inflated2DPretrained',
+#                                                     checkpoint='torchvision://resnet50'))
+# (The slice count is written out below rather than as a top-level variable: the dataset
+# base config already defines `num_slices`, and mmengine forbids duplicate keys across bases.)
+_base_ = 'mmdet::_base_/models/faster-rcnn_r50_fpn.py'
+
+model = dict(
+    # The loader stacks the N slices (HU mapped to [0, 255]) as N channels: one mean/std
+    # for all of them, no channel flip.
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        mean=[127.5],
+        std=[127.5],
+        bgr_to_rgb=False,
+        pad_size_divisor=32),
+    backbone=dict(
+        _delete_=True,
+        type='MP3DResNet',
+        depth=50,  # MP3D-63: stages [3, 4, 6, 3], P3D-A/B/C cycling by block index
+        num_slices=9,
+        conv_type='p3d',
+        slice_pooling='none',
+        out_indices=(0, 1, 2, 3),
+        # Trained from scratch or from a COCO-pretrained MP3D FPN (the paper's 3D
+        # pre-training); all stages train, as group norm is used throughout.
+        frozen_stages=-1,
+        norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
+        norm_eval=False,
+        init_cfg=None),
+    neck=[
+        dict(type='GroupTransform', in_channels=[256, 512, 1024, 2048], num_slices=9),
+        dict(type='FPN', in_channels=[256, 512, 1024, 2048], out_channels=256, num_outs=5),
+    ],
+    rpn_head=dict(
+        anchor_generator=dict(
+            type='AnchorGenerator',
+            scales=[4],  # anchor sizes 16, 32, 64, 128, 256 at strides 4 ... 64
+            ratios=[0.5, 1.0, 2.0],
+            strides=[4, 8, 16, 32, 64])),
+    roi_head=dict(
+        bbox_head=dict(type='Shared2FCBBoxHead', fc_out_channels=1024, num_classes=1)),
+    test_cfg=dict(
+        rpn=dict(nms_pre=1000, max_per_img=1000, nms=dict(type='nms', iou_threshold=0.7),
+                 min_bbox_size=0),
+        rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5),
+                  max_per_img=100)))

@@ -1,0 +1,153 @@
+"""Loading of the N-slice CT input of one DeepLesion key slice from the release's PNG files."""
+import os.path as osp
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet.registry import TRANSFORMS
+
+from ..dl_info import slice_file_name
+from .slice_sampling import (DEFAULT_HU_WINDOW, DEFAULT_OUT_RANGE, PNG_HU_OFFSET,
+                             assemble_slices, neighbour_sampling_plan)
+
+__all__ = ['LoadCTSlices', 'read_uint16_png']
+
+
+def read_uint16_png(path: str) -> np.ndarray:
+    """Decode a DeepLesion slice PNG (single channel, 16 bit) with OpenCV.
+
+    Args:
+        path (str): PNG file.
+
+    Returns:
+        np.ndarray: uint16 ``(H, W)`` raw values (``HU + 32768``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file cannot be decoded (corrupt / not an image), or is not a
+            single-channel 16-bit image.
+    """
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'CT slice file not found: {path}')
+        raise ValueError(f'cannot decode CT slice {path}: corrupt or not an image file')
+    if image.dtype != np.uint16:
+        raise ValueError(f'CT slice {path} is {image.dtype}, expected a 16-bit PNG (uint16, '
+                         'HU = value - 32768)')
+    if image.ndim != 2:
+        raise ValueError(f'CT slice {path} has shape {image.shape}, expected a single-channel '
+                         '(H, W) image')
+    return image
+
+
+@TRANSFORMS.register_module()
+class LoadCTSlices(BaseTransform):
+    """Build the ``H x W x N`` input around a DeepLesion key slice.
+
+    The ``N`` channels sit ``slice_interval`` mm apart, centred on the key slice (channel
+    ``N // 2``), in increasing slice-file order; each is linearly interpolated between the
+    two nearest real slices of the series, and a missing slice file falls back to the
+    nearest available slice between it and the key slice (rule and maths in
+    :mod:`mp3d_mmdet.datasets.transforms.slice_sampling`, shared with whole-volume
+    inference). HU (``png - 32768``) are clipped to ``hu_window`` and scaled linearly to
+    ``out_range`` (default -1024 HU -> 0.0, 1050 HU -> 255.0). Every PNG file is decoded once
+    per call.
+
+    Required keys: ``img_path`` (key slice PNG), ``series_dir``, ``key_slice``,
+    ``slice_interval`` (mm) -- as produced by :class:`DeepLesionDataset`.
+
+    Added keys: ``img`` (float32 ``(H, W, N)``), ``img_shape`` and ``ori_shape`` (``(H, W)``),
+    ``slice_paths`` (list of ``N`` ``(lower_path, upper_path)`` files mixed into each channel),
+    ``slice_weights`` (float64 ``(N,)`` weight of ``upper_path``), ``slice_order_flipped``
+    (bool).
+
+    Args:
+        num_slices (int): ``N``, odd. Defaults to 9 (the paper).
+        slice_interval (float): channel spacing in mm. Defaults to 2.5 (the paper).
+        hu_window (Sequence[float]): HU clip window. Defaults to (-1024, 1050) (the paper).
+        out_range (Sequence[float]): output value range of the window. Defaults to (0, 255).
+        flip_slice_order_prob (float): probability of reversing the channel order (training
+            augmentation; the key slice stays in the centre). Defaults to 0.
+    """
+
+    def __init__(self,
+                 num_slices: int = 9,
+                 slice_interval: float = 2.5,
+                 hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
+                 out_range: Sequence[float] = DEFAULT_OUT_RANGE,
+                 flip_slice_order_prob: float = 0.0) -> None:
+        if not isinstance(num_slices, int) or num_slices < 1 or num_slices % 2 == 0:
+            raise ValueError(f'num_slices must be an odd positive integer, got {num_slices!r}')
+        if not slice_interval > 0:
+            raise ValueError(f'slice_interval must be > 0 mm, got {slice_interval!r}')
+        if len(hu_window) != 2 or not hu_window[1] > hu_window[0]:
+            raise ValueError(f'hu_window must be (low, high) with high > low, got {hu_window!r}')
+        if len(out_range) != 2 or not out_range[1] > out_range[0]:
+            raise ValueError(f'out_range must be (low, high) with high > low, got {out_range!r}')
+        if not 0.0 <= flip_slice_order_prob <= 1.0:
+            raise ValueError('flip_slice_order_prob must be in [0, 1], got '
+                             f'{flip_slice_order_prob!r}')
+        self.num_slices = num_slices
+        self.slice_interval = float(slice_interval)
+        self.hu_window = (float(hu_window[0]), float(hu_window[1]))
+        self.out_range = (float(out_range[0]), float(out_range[1]))
+        self.flip_slice_order_prob = float(flip_slice_order_prob)
+
+    def _available_indices(self, series_dir: str, key_slice: int,
+                           real_interval: float) -> List[int]:
+        """Indices of the slice files present within reach of the ``N`` positions."""
+        reach = int(np.ceil((self.num_slices // 2) * self.slice_interval / real_interval + 1e-6))
+        return [
+            index for index in range(key_slice - reach, key_slice + reach + 1)
+            if index == key_slice or osp.isfile(osp.join(series_dir, slice_file_name(index)))
+        ]
+
+    def transform(self, results: dict) -> dict:
+        """Load the slices of ``results`` (see the class docstring for the keys)."""
+        series_dir = results['series_dir']
+        key_slice = int(results['key_slice'])
+        real_interval = float(results['slice_interval'])
+        key_path = osp.join(series_dir, slice_file_name(key_slice))
+        if osp.normpath(key_path) != osp.normpath(results['img_path']):
+            raise ValueError(f"img_path {results['img_path']} is not the key slice "
+                             f'{slice_file_name(key_slice)} of series_dir {series_dir}')
+        if not osp.isfile(key_path):
+            rows = [inst.get('csv_row') for inst in results.get('instances', [])]
+            raise FileNotFoundError(f'key slice file {key_path} not found (csv rows {rows})')
+
+        plan = neighbour_sampling_plan(key_slice, self.num_slices, self.slice_interval,
+                                       real_interval,
+                                       self._available_indices(series_dir, key_slice,
+                                                               real_interval))
+
+        def read(index: int) -> np.ndarray:
+            return read_uint16_png(osp.join(series_dir, slice_file_name(index)))
+
+        img = assemble_slices(plan, read, self.hu_window, self.out_range,
+                              value_offset=-PNG_HU_OFFSET)
+        paths = [(osp.join(series_dir, slice_file_name(lo)),
+                  osp.join(series_dir, slice_file_name(up)))
+                 for lo, up in zip(plan.lower.tolist(), plan.upper.tolist())]
+        weights = plan.upper_weight.copy()
+        flipped = bool(self.flip_slice_order_prob > 0
+                       and np.random.rand() < self.flip_slice_order_prob)
+        if flipped:
+            img = np.ascontiguousarray(img[:, :, ::-1])
+            paths = paths[::-1]
+            weights = weights[::-1].copy()
+
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        results['slice_paths'] = paths
+        results['slice_weights'] = weights
+        results['slice_order_flipped'] = flipped
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_slices={self.num_slices}, '
+                f'slice_interval={self.slice_interval}, hu_window={self.hu_window}, '
+                f'out_range={self.out_range}, '
+                f'flip_slice_order_prob={self.flip_slice_order_prob})')

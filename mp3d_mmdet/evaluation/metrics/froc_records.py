@@ -1,0 +1,191 @@
+"""The per-image record the FROC metric keeps: predictions, ground truth and lesion metadata.
+
+One record per evaluated image (DeepLesion key slice), made only of Python scalars and NumPy
+arrays so that mmengine can gather records from all ranks (``collect_device`` 'cpu' or 'gpu')
+and pickle them. All boxes are ``[x1, y1, x2, y2]`` in 0-based pixel coordinates of the
+*original* key-slice image.
+
+Record keys:
+    img_id (int | str): the dataset's image id.
+    img_path (str | None): the key-slice image, for reference.
+    pred_bboxes: ``(n, 4)`` float32 detections.
+    pred_scores: ``(n,)`` float32 detection scores.
+    gt_bboxes: ``(g, 4)`` float64 lesions (instances with ``ignore_flag`` 1 left out).
+    gt_lesion_types: ``(g,)`` int64 DeepLesion coarse lesion type, 1..8, or -1 (unknown).
+    gt_long_diameters_mm: ``(g,)`` float64 RECIST long diameter, NaN when unknown.
+    slice_interval: float, z spacing in mm of the series, NaN when unknown.
+
+Records are saved as JSON (:func:`dump_records_json`) for ``tools/eval_froc.py``.
+"""
+import json
+import math
+import os
+import os.path as osp
+from typing import Any, Dict, List, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ['record_from_data_sample', 'dump_records_json', 'load_records_json',
+           'RECORDS_JSON_FORMAT']
+
+#: Value of the ``format`` field of the JSON files written by :func:`dump_records_json`.
+RECORDS_JSON_FORMAT = 'mp3d_mmdet.froc_records'
+_JSON_VERSION = 1
+
+
+def record_from_data_sample(data_sample: Any,
+                            require_metadata: bool = True) -> Dict[str, Any]:
+    """Build the record of one image from a data sample as mmengine's Evaluator passes it.
+
+    Args:
+        data_sample: ``DetDataSample.to_dict()`` output (what the Evaluator passes, and what
+            mmdet's ``DumpDetResults`` pickles) or a ``DetDataSample``, with
+            ``pred_instances`` (``bboxes`` ``(n, 4)``, ``scores`` ``(n,)``, tensors or arrays,
+            original image coordinates) and the metainfo ``img_id``, ``instances`` (list of
+            dicts with ``bbox``, ``ignore_flag``, ``lesion_type``, ``long_diameter_mm``),
+            ``slice_interval`` and optionally ``img_path``.
+        require_metadata: demand ``slice_interval`` and each instance's ``lesion_type`` and
+            ``long_diameter_mm`` (needed for the breakdowns); when False missing values
+            become -1 / NaN.
+
+    Returns:
+        The record (see the module docstring).
+
+    Raises:
+        KeyError: a required key is missing; the message names the image and the key.
+        ValueError: malformed boxes or scores.
+    """
+    if hasattr(data_sample, 'to_dict'):  # a DetDataSample passed directly
+        data_sample = data_sample.to_dict()
+    img_id = data_sample.get('img_id', '?')
+    where = f'data sample with img_id={img_id!r}'
+    for key in ('img_id', 'pred_instances', 'instances'):
+        if key not in data_sample:
+            hint = (" (add it to PackDetInputs' meta_keys)" if key == 'instances' else '')
+            raise KeyError(f'{where} has no {key!r}{hint}')
+    pred = data_sample['pred_instances']
+    pred_bboxes = _to_numpy(pred['bboxes'], np.float32)
+    pred_scores = _to_numpy(pred['scores'], np.float32)
+    if pred_bboxes.size == 0:
+        pred_bboxes = pred_bboxes.reshape(0, 4)
+    if pred_bboxes.ndim != 2 or pred_bboxes.shape[1] != 4 or pred_scores.shape != (
+            len(pred_bboxes), ):
+        raise ValueError(f'{where}: pred_instances must hold bboxes (n, 4) and scores (n,), got '
+                         f'{pred_bboxes.shape} and {pred_scores.shape}')
+
+    gt_bboxes, lesion_types, diameters = [], [], []
+    for k, instance in enumerate(data_sample['instances']):
+        if instance.get('ignore_flag', 0):
+            continue
+        bbox = np.asarray(instance['bbox'], dtype=np.float64)
+        if bbox.shape != (4, ):
+            raise ValueError(f'{where}: instances[{k}]["bbox"] must be [x1, y1, x2, y2], got '
+                             f'{instance["bbox"]!r}')
+        gt_bboxes.append(bbox)
+        if require_metadata:
+            for key in ('lesion_type', 'long_diameter_mm'):
+                if key not in instance:
+                    raise KeyError(f'{where}: instances[{k}] has no {key!r}, needed for the '
+                                   f'breakdowns (or set breakdowns=False)')
+        lesion_types.append(int(instance.get('lesion_type', -1)))
+        diameters.append(float(instance.get('long_diameter_mm', math.nan)))
+
+    if require_metadata and 'slice_interval' not in data_sample:
+        raise KeyError(f"{where} has no 'slice_interval' (add it to PackDetInputs' meta_keys, or "
+                       f'set breakdowns=False)')
+    return dict(
+        img_id=_plain(data_sample['img_id']),
+        img_path=data_sample.get('img_path'),
+        pred_bboxes=pred_bboxes,
+        pred_scores=pred_scores,
+        gt_bboxes=np.array(gt_bboxes, dtype=np.float64).reshape(-1, 4),
+        gt_lesion_types=np.array(lesion_types, dtype=np.int64),
+        gt_long_diameters_mm=np.array(diameters, dtype=np.float64),
+        slice_interval=float(data_sample.get('slice_interval', math.nan)))
+
+
+def dump_records_json(records: Sequence[Mapping[str, Any]], path: str) -> None:
+    """Write records to a JSON file (parent folders are created).
+
+    Layout: ``{"format": RECORDS_JSON_FORMAT, "version": 1, "coordinates": ..., "images":
+    [record, ...]}`` with arrays as nested lists and NaN as ``null``.
+    """
+    images = []
+    for record in records:
+        images.append(dict(
+            img_id=_plain(record['img_id']),
+            img_path=record.get('img_path'),
+            pred_bboxes=np.asarray(record['pred_bboxes']).tolist(),
+            pred_scores=np.asarray(record['pred_scores']).tolist(),
+            gt_bboxes=np.asarray(record['gt_bboxes']).tolist(),
+            gt_lesion_types=np.asarray(record['gt_lesion_types']).tolist(),
+            gt_long_diameters_mm=[None if math.isnan(d) else d
+                                  for d in np.asarray(record['gt_long_diameters_mm']).tolist()],
+            slice_interval=(None if math.isnan(record['slice_interval']) else
+                            float(record['slice_interval']))))
+    content = dict(format=RECORDS_JSON_FORMAT, version=_JSON_VERSION,
+                   coordinates='original image, 0-based pixels, [x1, y1, x2, y2]',
+                   images=images)
+    if osp.dirname(path):
+        os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(content, f)
+
+
+def load_records_json(path: str) -> List[Dict[str, Any]]:
+    """Read records written by :func:`dump_records_json`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not such a JSON file, or an image entry is malformed (the
+            message names the file and the entry).
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'prediction file not found: {path}')
+    with open(path) as f:
+        try:
+            content = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f'{path} is not valid JSON: {error}') from error
+    if not isinstance(content, dict) or content.get('format') != RECORDS_JSON_FORMAT:
+        raise ValueError(f'{path} is not an FROC record file (expected "format": '
+                         f'"{RECORDS_JSON_FORMAT}", as FROCMetric(outfile_prefix=...) writes)')
+    records = []
+    for k, image in enumerate(content['images']):
+        try:
+            pred_bboxes = np.array(image['pred_bboxes'], dtype=np.float32).reshape(-1, 4)
+            pred_scores = np.array(image['pred_scores'], dtype=np.float32).reshape(-1)
+            gt_bboxes = np.array(image['gt_bboxes'], dtype=np.float64).reshape(-1, 4)
+            types = np.array(image['gt_lesion_types'], dtype=np.int64).reshape(-1)
+            diameters = np.array([math.nan if d is None else d
+                                  for d in image['gt_long_diameters_mm']],
+                                 dtype=np.float64).reshape(-1)
+            interval = image['slice_interval']
+            record = dict(img_id=image['img_id'], img_path=image.get('img_path'),
+                          pred_bboxes=pred_bboxes, pred_scores=pred_scores, gt_bboxes=gt_bboxes,
+                          gt_lesion_types=types, gt_long_diameters_mm=diameters,
+                          slice_interval=math.nan if interval is None else float(interval))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f'{path}: images[{k}] is malformed: {error!r}') from error
+        if len(pred_scores) != len(pred_bboxes) or not (
+                len(types) == len(diameters) == len(gt_bboxes)):
+            raise ValueError(f'{path}: images[{k}] has inconsistent lengths (pred_bboxes '
+                             f'{len(pred_bboxes)}, pred_scores {len(pred_scores)}, gt_bboxes '
+                             f'{len(gt_bboxes)}, gt_lesion_types {len(types)}, '
+                             f'gt_long_diameters_mm {len(diameters)})')
+        records.append(record)
+    return records
+
+
+def _to_numpy(value: Any, dtype: type) -> np.ndarray:
+    """A tensor (any device) or array-like as a NumPy array of ``dtype``."""
+    if hasattr(value, 'detach'):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=dtype)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy/torch scalars as Python scalars (JSON- and pickle-friendly)."""
+    if hasattr(value, 'item') and np.ndim(value) == 0:
+        return value.item()
+    return value

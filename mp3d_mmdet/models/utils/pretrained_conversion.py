@@ -1,0 +1,312 @@
+"""From a COCO 3-slice pre-training checkpoint to the initialisation of an N-slice detector.
+
+Zhang et al., MICCAI 2020, section 2.2: the MP3D FPN pre-trained on COCO with 3 slices
+(R, G, B; ``configs/mp3d_fpn_coco_pretrain_3slice_6x.py``) initialises lesion detectors
+that take any odd number ``N`` of slices. What :func:`convert_pretrained_state_dict` does
+to every tensor of the pre-training detector's state dict:
+
+* **carried** unchanged -- everything whose shape does not depend on the slice count or
+  the classes: the whole MP3D backbone (``backbone.*``: its stem is a ``1 x 7 x 7`` conv on
+  one slice, its ``3 x 1 x 1`` slice convs slide along the slice axis and group norms
+  have no slice dimension, so no weight depends on ``N``), the FPN (``neck.1.*``), the RPN
+  (``rpn_head.*``: same number of anchors per location) and the shared fully connected
+  layers of the RoI head (``roi_head.bbox_head.shared_fcs.*``); any other key is carried
+  too (and reported by the loader if the target detector has no such parameter);
+* **adapted** -- the GTM weights ``neck.0.convs.<i>.weight``, ``(C_i, D, 1, 1)`` with
+  ``D = 3``, resampled to ``(C_i, N, 1, 1)`` by
+  :func:`~mp3d_mmdet.models.necks.group_transform.resample_slice_weights`: linear
+  interpolation along the slice axis with aligned ends (the first, centre and last of
+  the ``D`` slices land on the first, centre and last of the ``N``; slice ``n`` of the
+  new weights reads the old profile at position ``n * (D - 1) / (N - 1)``), then scaled
+  by ``D / N`` so that the sum over the slices -- the response to a stack of identical
+  slices -- is kept (exactly for constant and linear weight profiles, approximately
+  otherwise). E.g. the untrained "mean" GTM ``1/3`` per slice becomes ``1/N`` per slice;
+  ``(a, b, c)`` to 5 slices becomes ``(a, (a+b)/2, b, (b+c)/2, c) * 3/5``. This is the
+  rule the :class:`~mp3d_mmdet.models.necks.GroupTransform` loader applies by itself;
+  the converter applies it explicitly so that the written checkpoint has the target
+  shapes and the change is recorded;
+* **dropped** -- the 80-class RoI classifier and box regressor
+  (``roi_head.bbox_head.fc_cls.*``, ``roi_head.bbox_head.fc_reg.*``), whose shapes
+  depend on the classes: the lesion detector initialises its own. Loading the result
+  into a DeepLesion detector therefore reports exactly these four keys
+  (``fc_cls.weight``, ``fc_cls.bias``, ``fc_reg.weight``, ``fc_reg.bias``) as missing.
+
+Only an MP3D FPN (or its full-3D sibling MR3D: same class, same key layout) with a GTM
+neck is accepted: :func:`check_mp3d_fpn_state_dict` raises a one-line ``ValueError``
+naming what is wrong for anything else (a 2D ResNet stem, no ``backbone.`` keys, no GTM).
+"""
+import os
+import os.path as osp
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..backbones.slice_ops import check_odd_slices
+from ..necks.group_transform import resample_slice_weights
+
+__all__ = [
+    'GTM_PREFIX', 'DROPPED_PREFIXES', 'ConversionReport', 'check_mp3d_fpn_state_dict',
+    'convert_pretrained_state_dict', 'load_pretraining_checkpoint',
+    'convert_pretrained_checkpoint'
+]
+
+#: Key prefix of the GroupTransform, the first element of the detector's neck list.
+GTM_PREFIX = 'neck.0.'
+#: The class-dependent RoI head layers that the conversion drops.
+DROPPED_PREFIXES = ('roi_head.bbox_head.fc_cls.', 'roi_head.bbox_head.fc_reg.')
+
+GTM_RULE = ('linear resampling along the slice axis, ends aligned, scaled by D_old/D_new '
+            '(mp3d_mmdet.models.necks.group_transform.resample_slice_weights)')
+
+Shape = Tuple[int, ...]
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did to every key (see the module doc for the rules).
+
+    Attributes:
+        backbone: ``'MP3D'`` (pseudo-3D pairs) or ``'MR3D'`` (full 3D convs).
+        source_num_slices: slice count of every GTM level in the source (``[3, 3, 3, 3]``
+            for the COCO pre-training without slice pooling).
+        num_slices: the target slice count ``N``.
+        num_classes: classes of the source RoI classifier (``fc_cls`` rows minus the
+            background row), ``None`` without ``fc_cls``.
+        carried: ``(key, shape)`` of the tensors copied unchanged.
+        adapted: ``(key, old shape, new shape)`` of the resampled GTM weights.
+        dropped: ``(key, shape)`` of the tensors left out.
+    """
+
+    backbone: str
+    source_num_slices: List[int]
+    num_slices: int
+    num_classes: Optional[int] = None
+    carried: List[Tuple[str, Shape]] = field(default_factory=list)
+    adapted: List[Tuple[str, Shape, Shape]] = field(default_factory=list)
+    dropped: List[Tuple[str, Shape]] = field(default_factory=list)
+
+    def table(self) -> str:
+        """A text table: carried keys grouped by module, adapted and dropped keys one by one.
+
+        Columns: action, number of tensors, number of values, module or key, shape(s).
+        """
+        rows: List[Tuple[str, str, str, str, str]] = []
+        groups: Dict[str, List[int]] = OrderedDict()
+        for key, shape in self.carried:
+            counts = groups.setdefault(_module_group(key), [0, 0])
+            counts[0] += 1
+            counts[1] += _numel(shape)
+        for group, (tensors, values) in groups.items():
+            rows.append(('carried', str(tensors), f'{values:,}', group, ''))
+        for key, old, new in self.adapted:
+            rows.append(('adapted', '1', f'{_numel(old):,} -> {_numel(new):,}', key,
+                         f'{old} -> {new}'))
+        for key, shape in self.dropped:
+            rows.append(('dropped', '1', f'{_numel(shape):,}', key, str(shape)))
+        header = ('action', 'tensors', 'values', 'module / key', 'shape')
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
+        lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+                 for r in [header] + rows]
+        lines.insert(1, '  '.join('-' * w for w in widths))
+        lines.append(f'total: {len(self.carried)} carried, {len(self.adapted)} adapted '
+                     f'(GTM: {GTM_RULE}), {len(self.dropped)} dropped')
+        return '\n'.join(lines)
+
+
+def _numel(shape: Shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _module_group(key: str) -> str:
+    """Module a carried key is counted under, e.g. ``backbone.layer1``, ``neck.1``."""
+    parts = key.split('.')
+    depth = 3 if parts[0] == 'roi_head' else 2
+    return '.'.join(parts[:min(depth, len(parts) - 1)]) or key
+
+
+def _gtm_levels(state_dict: Mapping[str, Tensor]) -> List[str]:
+    """GTM weight keys ``neck.0.convs.<i>.weight`` in level order."""
+    levels = {}
+    for key in state_dict:
+        if key.startswith(GTM_PREFIX + 'convs.') and key.endswith('.weight'):
+            index = key[len(GTM_PREFIX + 'convs.'):-len('.weight')]
+            if index.isdigit():
+                levels[int(index)] = key
+    return [levels[i] for i in sorted(levels)]
+
+
+def check_mp3d_fpn_state_dict(state_dict: Mapping[str, Tensor],
+                              source: str = 'checkpoint') -> Tuple[str, List[int]]:
+    """Check that ``state_dict`` is an MP3D FPN detector's; return its backbone and slices.
+
+    Args:
+        state_dict: detector state dict (keys ``backbone.*``, ``neck.0.*`` (GTM),
+            ``neck.1.*`` (FPN), ``rpn_head.*``, ``roi_head.*``).
+        source: name used in error messages (e.g. the checkpoint path).
+
+    Returns:
+        ``(backbone, depths)``: ``'MP3D'`` or ``'MR3D'``, and the GTM slice count ``D_i``
+        of every level (``[3, 3, 3, 3]`` for the 3-slice pre-training).
+
+    Raises:
+        ValueError: (one line, naming ``source`` and the offending key) no ``backbone.``
+            keys; a backbone stem that is not the MP3D one (e.g. the 4-D
+            ``(64, 3, 7, 7)`` stem of a 2D ResNet); blocks that are neither P3D pairs
+            nor 3D convs; no GTM weights ``neck.0.convs.<i>.weight`` or one that is not
+            ``(C, D, 1, 1)``.
+    """
+    if not any(k.startswith('backbone.') for k in state_dict):
+        raise ValueError(f'{source}: no backbone.* weights, not a detector checkpoint '
+                         '(expected an MP3D FPN, e.g. from '
+                         'configs/mp3d_fpn_coco_pretrain_3slice_6x.py)')
+    stem = state_dict.get('backbone.conv1.weight')
+    if stem is None:
+        raise ValueError(f'{source}: no backbone.conv1.weight: the backbone is not an MP3D '
+                         'ResNet (its stem conv)')
+    if stem.dim() != 5 or stem.shape[1] != 1:
+        kind = 'a 2D backbone stem (e.g. a 2D ResNet)' if stem.dim() == 4 else 'unknown'
+        raise ValueError(f'{source}: backbone.conv1.weight is {tuple(stem.shape)}, {kind}; '
+                         'an MP3D stem is a 5-D (C, 1, k, 7, 7) kernel applied per slice')
+    if 'backbone.layer1.0.conv_s.weight' in state_dict:
+        backbone = 'MP3D'
+    elif getattr(state_dict.get('backbone.layer1.0.conv2.weight'), 'dim', lambda: 0)() == 5:
+        backbone = 'MR3D'
+    else:
+        raise ValueError(f'{source}: backbone.layer1.0 has neither P3D pair weights '
+                         '(conv_s/conv_t) nor a 3-D conv2: not an MP3D/MR3D ResNet')
+    levels = _gtm_levels(state_dict)
+    if not levels:
+        raise ValueError(f'{source}: no GroupTransform weights {GTM_PREFIX}convs.<i>.weight: '
+                         'the neck is not [GroupTransform, FPN] (e.g. CenterSliceTransform '
+                         'has no weights to adapt)')
+    depths = []
+    for key in levels:
+        w = state_dict[key]
+        if w.dim() != 4 or tuple(w.shape[2:]) != (1, 1):
+            raise ValueError(f'{source}: {key} is {tuple(w.shape)}, expected a GTM weight '
+                             '(C, D, 1, 1)')
+        depths.append(int(w.shape[1]))
+    return backbone, depths
+
+
+def convert_pretrained_state_dict(
+        state_dict: Mapping[str, Tensor],
+        num_slices: int,
+        source: str = 'checkpoint') -> Tuple['OrderedDict[str, Tensor]', ConversionReport]:
+    """Convert a pre-training detector state dict for an ``num_slices``-slice detector.
+
+    Args:
+        state_dict: the MP3D FPN state dict of the pre-training (3 slices, 80 classes).
+        num_slices: slice count ``N`` of the target detector (odd, >= 3).
+        source: name used in error messages.
+
+    Returns:
+        ``(new_state_dict, report)``: the carried and adapted tensors (same key order
+        as the input, dropped keys left out; tensors are the input's, the GTM weights
+        new ``(C_i, N, 1, 1)`` tensors of the same dtype) and what was done to each key.
+
+    Raises:
+        ValueError: ``num_slices`` is not an odd int >= 3, or ``state_dict`` is not an
+            MP3D FPN's (see :func:`check_mp3d_fpn_state_dict`).
+    """
+    num_slices = check_odd_slices(num_slices, 'num_slices', 'convert_pretrained_state_dict')
+    backbone, depths = check_mp3d_fpn_state_dict(state_dict, source)
+    fc_cls = state_dict.get(DROPPED_PREFIXES[0] + 'weight')
+    report = ConversionReport(
+        backbone=backbone, source_num_slices=depths, num_slices=num_slices,
+        num_classes=int(fc_cls.shape[0]) - 1 if fc_cls is not None else None)
+    gtm_keys = set(_gtm_levels(state_dict))
+    out: 'OrderedDict[str, Tensor]' = OrderedDict()
+    for key, value in state_dict.items():
+        shape = tuple(value.shape)
+        if key.startswith(DROPPED_PREFIXES):
+            report.dropped.append((key, shape))
+        elif key in gtm_keys and shape[1] != num_slices:
+            out[key] = resample_slice_weights(value, num_slices)
+            report.adapted.append((key, shape, tuple(out[key].shape)))
+        else:
+            out[key] = value
+            report.carried.append((key, shape))
+    return out, report
+
+
+def load_pretraining_checkpoint(path: str) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
+    """Read an mmengine checkpoint safely (``torch.load(weights_only=True)``).
+
+    Args:
+        path: checkpoint file (a dict with ``state_dict`` as mmengine writes it, or a
+            bare state dict). A leading ``module.`` (DDP) is stripped from the keys.
+
+    Returns:
+        ``(state_dict, meta)``: tensors on the CPU and the checkpoint's ``meta`` (``{}``
+        if none).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file cannot be unpickled with ``weights_only=True`` or holds no
+            state dict.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'pre-training checkpoint not found: {path}')
+    try:  # mmengine's checkpoint classes are allow-listed by `import mp3d_mmdet`
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises several types; all mean "not loadable"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ''
+        raise ValueError(f'{path}: cannot be read as a torch checkpoint with '
+                         f'weights_only=True ({type(err).__name__}: {first})') from err
+    if isinstance(ckpt, Mapping) and isinstance(ckpt.get('state_dict'), Mapping):
+        state_dict, meta = ckpt['state_dict'], ckpt.get('meta') or {}
+    elif isinstance(ckpt, Mapping) and ckpt and all(
+            isinstance(v, Tensor) for v in ckpt.values()):
+        state_dict, meta = ckpt, {}
+    else:
+        raise ValueError(f'{path}: holds no state dict (expected an mmengine checkpoint, '
+                         "a dict with 'state_dict')")
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    return dict(state_dict), dict(meta)
+
+
+def convert_pretrained_checkpoint(src: str, dst: str, num_slices: int = 9) -> ConversionReport:
+    """Convert the pre-training checkpoint ``src`` and write the result to ``dst``.
+
+    Args:
+        src: mmengine checkpoint of the COCO pre-training (an MP3D FPN detector).
+        dst: output file; its folder is created. Must differ from ``src``.
+        num_slices: slice count ``N`` of the target detector.
+
+    Returns:
+        The :class:`ConversionReport`.
+
+    The output is ``{'meta': ..., 'state_dict': ...}``, loadable with ``load_from`` /
+    ``mmengine.runner.load_checkpoint`` and ``torch.load(weights_only=True)``; ``meta``
+    holds ``conversion`` (source path, backbone, slice counts, the GTM rule, the adapted
+    and dropped keys) and ``pretraining`` (the source's epoch, iteration and classes when
+    its meta has them).
+    """
+    if osp.abspath(src) == osp.abspath(dst):
+        raise ValueError(f'output {dst} is the input checkpoint; choose another file')
+    state_dict, src_meta = load_pretraining_checkpoint(src)
+    new_state_dict, report = convert_pretrained_state_dict(state_dict, num_slices, src)
+    pretraining = {k: src_meta[k] for k in ('epoch', 'iter') if k in src_meta}
+    classes = (src_meta.get('dataset_meta') or {}).get('classes')
+    if classes is not None:
+        pretraining['classes'] = [str(c) for c in classes]
+    meta = dict(
+        conversion=dict(
+            tool='tools/convert_pretrained.py', source=str(src), backbone=report.backbone,
+            source_num_slices=report.source_num_slices, num_slices=report.num_slices,
+            source_num_classes=report.num_classes, gtm_rule=GTM_RULE,
+            adapted=[k for k, _, _ in report.adapted],
+            dropped=[k for k, _ in report.dropped]),
+        pretraining=pretraining)
+    folder = osp.dirname(osp.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    torch.save(dict(meta=meta, state_dict=new_state_dict), dst)
+    return report

@@ -1,0 +1,144 @@
+"""Pictures of detections against ground truth on CT slices.
+
+One drawing routine serves the demo's test-slice overlays (``tools/draw_detections.py``) and
+the whole-volume detector's candidate overlays: a slice in HU is shown in a display window
+(soft tissue by default), ground-truth boxes in green, detections with their scores in red
+where they overlap a ground-truth box with IoU >= 0.5 and in orange where they do not.
+"""
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+#: Display window (HU) for soft tissue: level 40, width 400.
+SOFT_TISSUE_WINDOW: Tuple[float, float] = (-160.0, 240.0)
+
+GT_COLOR = (80, 220, 80)       # BGR green
+HIT_COLOR = (60, 60, 255)      # BGR red
+MISS_COLOR = (0, 200, 255)     # BGR orange: detection that matches no ground truth
+
+
+def window_hu(hu: np.ndarray, window: Tuple[float, float] = SOFT_TISSUE_WINDOW) -> np.ndarray:
+    """Map a slice in HU to an 8-bit grey image through a display window.
+
+    Args:
+        hu: ``(H, W)`` array in Hounsfield units.
+        window: ``(low, high)`` HU mapped to 0 and 255 (values outside are clipped).
+
+    Returns:
+        ``(H, W)`` uint8 image.
+    """
+    low, high = float(window[0]), float(window[1])
+    if not high > low:
+        raise ValueError(f'window must be (low, high) with high > low, got {window!r}')
+    scaled = (np.asarray(hu, dtype=np.float32) - low) * (255.0 / (high - low))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of ``(n, 4)`` and ``(m, 4)`` ``[x1, y1, x2, y2]`` boxes (continuous coordinates)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), dtype=np.float64)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def draw_lesion_overlay(hu: np.ndarray,
+                        gt_boxes: Optional[np.ndarray] = None,
+                        pred_boxes: Optional[np.ndarray] = None,
+                        pred_scores: Optional[np.ndarray] = None,
+                        score_thr: float = 0.3,
+                        window: Tuple[float, float] = SOFT_TISSUE_WINDOW,
+                        title: Optional[str] = None,
+                        upscale: int = 1,
+                        legend: bool = True,
+                        pixel_spacing_mm: Optional[float] = None) -> np.ndarray:
+    """Draw ground truth and detections on one CT slice.
+
+    Args:
+        hu: ``(H, W)`` slice in HU.
+        gt_boxes: ``(g, 4)`` ground-truth ``[x1, y1, x2, y2]`` in pixels of ``hu`` (or None).
+        pred_boxes: ``(n, 4)`` detected boxes in the same coordinates (or None).
+        pred_scores: ``(n,)`` detection scores; boxes below ``score_thr`` are not drawn.
+        score_thr: minimum score of a drawn detection.
+        window: display window in HU.
+        title: optional text drawn in the top-left corner.
+        upscale: integer zoom factor applied before drawing (readable text on small slices).
+        legend: draw the colour legend (ground truth / hit / false positive) bottom left;
+            turn it off where no ground truth exists (whole-volume candidates).
+        pixel_spacing_mm: mm per pixel of ``hu``; if given, a scale bar (1, 2 or 5 x 10^k mm,
+            about a fifth of the width) is drawn bottom right.
+
+    Returns:
+        ``(H * upscale, W * upscale, 3)`` uint8 BGR image (write it with ``cv2.imwrite``).
+    """
+    if hu.ndim != 2:
+        raise ValueError(f'hu must be a 2D (H, W) slice, got shape {tuple(hu.shape)}')
+    gt = np.zeros((0, 4)) if gt_boxes is None else np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    boxes = np.zeros((0, 4)) if pred_boxes is None else np.asarray(pred_boxes, np.float64).reshape(-1, 4)
+    scores = np.ones(len(boxes)) if pred_scores is None else np.asarray(pred_scores, np.float64)
+    if len(scores) != len(boxes):
+        raise ValueError(f'pred_scores has {len(scores)} entries for {len(boxes)} pred_boxes')
+    keep = scores >= score_thr
+    boxes, scores = boxes[keep], scores[keep]
+
+    grey = window_hu(hu, window)
+    if upscale > 1:
+        grey = cv2.resize(grey, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_NEAREST)
+    canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    hits = (_iou_matrix(boxes, gt) >= 0.5).any(axis=1) if len(gt) else np.zeros(len(boxes), bool)
+
+    def corners(box: np.ndarray) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+        x1, y1, x2, y2 = (box * upscale).round().astype(int)
+        return (int(x1), int(y1)), (int(x2), int(y2))
+
+    for box in gt:
+        p1, p2 = corners(box)
+        cv2.rectangle(canvas, p1, p2, GT_COLOR, 2)
+    for box, score, hit in zip(boxes, scores, hits):
+        p1, p2 = corners(box)
+        color = HIT_COLOR if hit else MISS_COLOR
+        cv2.rectangle(canvas, p1, p2, color, 1)
+        cv2.putText(canvas, f'{score:.2f}', (p1[0], max(p1[1] - 3, 10)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+    if title:
+        cv2.putText(canvas, title, (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    if legend:
+        _draw_legend(canvas)
+    if pixel_spacing_mm is not None:
+        _draw_scale_bar(canvas, float(pixel_spacing_mm) / upscale)
+    return canvas
+
+
+def _draw_scale_bar(canvas: np.ndarray, mm_per_px: float) -> None:
+    """Draw a white scale bar with its length in mm in the bottom-right corner (in place)."""
+    if not mm_per_px > 0:
+        raise ValueError(f'pixel_spacing_mm must be > 0, got {mm_per_px!r}')
+    height, width = canvas.shape[:2]
+    wanted_mm = width * mm_per_px / 5.0
+    exponent = 10.0**np.floor(np.log10(wanted_mm))
+    length_mm = max((m * exponent for m in (1, 2, 5) if m * exponent <= wanted_mm),
+                    default=exponent)
+    length_px = int(round(length_mm / mm_per_px))
+    x2, y = width - 8, height - 10
+    cv2.line(canvas, (x2 - length_px, y), (x2, y), (255, 255, 255), 2)
+    cv2.putText(canvas, f'{length_mm:g} mm', (x2 - length_px, y - 5), cv2.FONT_HERSHEY_SIMPLEX,
+                0.4, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _draw_legend(canvas: np.ndarray) -> None:
+    """Write the colour legend in the bottom-left corner of ``canvas`` (in place)."""
+    entries: Sequence[Tuple[str, Tuple[int, int, int]]] = (
+        ('ground truth', GT_COLOR), ('detection (hit)', HIT_COLOR),
+        ('detection (false positive)', MISS_COLOR))
+    y = canvas.shape[0] - 8 - 14 * (len(entries) - 1)
+    for text, color in entries:
+        cv2.putText(canvas, text, (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+        y += 14

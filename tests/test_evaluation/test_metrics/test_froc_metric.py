@@ -1,0 +1,237 @@
+"""FROCMetric inside mmengine's Evaluator on fake DetDataSamples, with hand-computed values.
+
+The scene (boxes chosen so that IoUs are exactly 0 or 1; "FAR" detections overlap nothing):
+
+======  ========  =====================================================  ====================
+image   interval  lesions (type, long diameter)                          detections (score)
+======  ========  =====================================================  ====================
+0       1 mm      L1 liver 5 mm (box A), L2 lung 20 mm (box B)           A .9, FAR .6, B .4
+1       5 mm      L3 liver 40 mm (box C)                                 C .8, FAR .7
+2       5 mm      L4 unknown type, 15 mm (box D); + one ignore_flag=1    none
+3       1 mm      none                                                   FAR .5
+======  ========  =====================================================  ====================
+
+All lesions, ranked: A hit, C hit, FAR, FAR, FAR, B hit -> FP/image 0 0 .25 .5 .75 .75,
+sensitivity .25 .5 .5 .5 .5 .75 -> sens@0.5 = .5 (last point with 2 FPs), beyond: .75.
+"""
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from mmdet.registry import METRICS
+from mmdet.structures import DetDataSample
+from mmengine.evaluator import Evaluator
+from mmengine.structures import InstanceData
+
+from mp3d_mmdet.evaluation import FROCMetric
+from mp3d_mmdet.evaluation.metrics import load_records_json
+
+# the scene has no bone/abdomen/... lesion: those subsets warn (checked in one test only)
+pytestmark = pytest.mark.filterwarnings('ignore:FROCMetric. subset .* has no lesion')
+
+A, B, C, D = [0, 0, 9, 9], [20, 20, 29, 29], [40, 40, 49, 49], [60, 60, 69, 69]
+FAR = [200, 200, 209, 209]
+
+
+def lesion(box, lesion_type, diameter, ignore=0):
+    return dict(bbox=box, bbox_label=0, ignore_flag=ignore, lesion_type=lesion_type,
+                long_diameter_mm=diameter)
+
+
+def data_sample(img_id, interval, instances, detections):
+    sample = DetDataSample()
+    sample.set_metainfo(dict(img_id=img_id, img_path=f'{img_id:03d}.png', ori_shape=(512, 512),
+                             instances=instances, slice_interval=interval))
+    pred = InstanceData()
+    pred.bboxes = torch.tensor([d[:4] for d in detections], dtype=torch.float32).reshape(-1, 4)
+    pred.scores = torch.tensor([d[4] for d in detections], dtype=torch.float32)
+    pred.labels = torch.zeros(len(detections), dtype=torch.long)
+    sample.pred_instances = pred
+    return sample
+
+
+def scene():
+    return [
+        data_sample(0, 1.0, [lesion(A, 4, 5.0), lesion(B, 5, 20.0)],
+                    [A + [0.9], FAR + [0.6], B + [0.4]]),
+        data_sample(1, 5.0, [lesion(C, 4, 40.0)], [C + [0.8], FAR + [0.7]]),
+        data_sample(2, 5.0, [lesion(D, -1, 15.0), lesion(FAR, 4, 30.0, ignore=1)], []),
+        data_sample(3, 1.0, [], [FAR + [0.5]]),
+    ]
+
+
+def run_evaluator(metric, samples, batch_size=2):
+    evaluator = Evaluator(metric)
+    for start in range(0, len(samples), batch_size):
+        evaluator.process(data_samples=samples[start:start + batch_size])
+    return evaluator.evaluate(len(samples))
+
+
+def expected_overall():
+    return {'froc/sens@0.5': 0.5, 'froc/sens@1': 0.75, 'froc/sens@2': 0.75, 'froc/sens@4': 0.75,
+            'froc/sens@8': 0.75, 'froc/sens@16': 0.75, 'froc/mean_0.5-4': 0.6875}
+
+
+def test_registered_and_built_from_config():
+    metric = METRICS.build(dict(type='FROCMetric', fps=[1, 2], mean_fp_range=(1, 2)))
+    assert isinstance(metric, FROCMetric)
+    assert metric.sens_keys() == ['sens@1', 'sens@2'] and metric.mean_key == 'mean_1-2'
+
+
+def test_empty_subsets_warn():
+    with pytest.warns(UserWarning) as record:
+        run_evaluator(FROCMetric(compute_map=False), scene())
+    empty = [str(w.message).split("'")[1] for w in record if 'has no lesion' in str(w.message)]
+    assert empty == ['type_bone', 'type_abdomen', 'type_mediastinum', 'type_kidney',
+                     'type_soft_tissue', 'type_pelvis']
+
+
+def test_overall_sensitivities_and_map():
+    metrics = run_evaluator(FROCMetric(), scene())
+    for key, value in expected_overall().items():
+        assert metrics[key] == pytest.approx(value), key
+    # COCO AP: TP TP FP FP FP TP over 4 lesions -> precision 1 up to recall .5 (51 points),
+    # 0.5 at recall .75 (25 points), 0 above
+    assert metrics['froc/mAP@0.5'] == pytest.approx((51 + 25 * 0.5) / 101)
+
+
+def test_lesion_breakdowns_count_other_lesions_detections_as_fp():
+    metrics = run_evaluator(FROCMetric(compute_map=False), scene())
+    # lung (L2 only): A, C are FPs (other lesions), then 3 FAR FPs, then B hits:
+    # FP/image .25 .5 .75 1 1.25 1.25, sensitivity 0 0 0 0 0 1
+    lung = [metrics[f'froc/type_lung/sens@{f}'] for f in ('0.5', '1', '2', '4', '8', '16')]
+    assert lung == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    assert metrics['froc/type_lung/mean_0.5-4'] == pytest.approx(0.5)
+    # liver (L1, L3; L4's type is unknown, the ignore_flag lesion is dropped): A, C hit first
+    assert metrics['froc/type_liver/sens@0.5'] == 1.0
+    assert math.isnan(metrics['froc/type_bone/sens@4'])  # no bone lesion
+    # sizes: L1 5 mm, L2 20 mm + L4 15 mm, L3 40 mm
+    assert metrics['froc/size_lt10mm/sens@0.5'] == 1.0
+    assert [metrics[f'froc/size_10-30mm/sens@{f}'] for f in ('0.5', '1', '2')] == [0, 0, 0.5]
+    assert metrics['froc/size_gt30mm/sens@0.5'] == 1.0
+
+
+def test_lesion_breakdowns_with_ignored_out_of_subset_detections():
+    metrics = run_evaluator(
+            FROCMetric(compute_map=False, out_of_subset_detections='ignore'), scene())
+    # lung: A and C now neither hit nor FP -> FP/image 0 0 .25 .5 .75 .75, hit at the end
+    lung = [metrics[f'froc/type_lung/sens@{f}'] for f in ('0.5', '1', '2', '4')]
+    assert lung == [0.0, 1.0, 1.0, 1.0]
+    assert metrics['froc/type_lung/mean_0.5-4'] == pytest.approx(0.75)
+    # the overall numbers do not depend on the option
+    for key, value in expected_overall().items():
+        assert metrics[key] == pytest.approx(value), key
+
+
+def test_slice_interval_breakdown_splits_images():
+    metrics = run_evaluator(FROCMetric(compute_map=False), scene())
+    # <= 2 mm: images 0, 3: A hit, FAR(.6), FAR(.5), B hit -> FP/image 0 .5 1 1,
+    # sensitivity .5 .5 .5 1
+    assert [metrics[f'froc/interval_le2mm/sens@{f}'] for f in ('0.5', '1', '2')] == [0.5, 1, 1]
+    assert metrics['froc/interval_le2mm/mean_0.5-4'] == pytest.approx(0.875)
+    # > 2 mm: images 1, 2: C hit, FAR -> FP/image 0 .5, sensitivity .5 .5
+    assert metrics['froc/interval_gt2mm/sens@0.5'] == 0.5
+    assert metrics['froc/interval_gt2mm/sens@16'] == 0.5
+
+
+def test_all_keys_present_and_finite_where_defined():
+    metrics = run_evaluator(FROCMetric(), scene())
+    subsets = ['type_bone', 'type_abdomen', 'type_mediastinum', 'type_liver', 'type_lung',
+               'type_kidney', 'type_soft_tissue', 'type_pelvis', 'size_lt10mm', 'size_10-30mm',
+               'size_gt30mm', 'interval_le2mm', 'interval_gt2mm']
+    fp_keys = ['sens@0.5', 'sens@1', 'sens@2', 'sens@4', 'sens@8', 'sens@16', 'mean_0.5-4']
+    expected = {f'froc/{k}' for k in fp_keys} | {'froc/mAP@0.5'}
+    expected |= {f'froc/{s}/{k}' for s in subsets for k in fp_keys}
+    assert set(metrics) == expected
+    empty = {'type_bone', 'type_abdomen', 'type_mediastinum', 'type_kidney',
+             'type_soft_tissue', 'type_pelvis'}
+    for key, value in metrics.items():
+        assert math.isnan(value) == (key.split('/')[1] in empty), key
+
+
+def test_without_breakdowns_needs_no_metadata():
+    sample = data_sample(7, 1.0, [dict(bbox=A, ignore_flag=0)], [A + [0.3]])
+    del sample.slice_interval
+    metrics = run_evaluator(FROCMetric(breakdowns=False, compute_map=False), [sample])
+    assert set(metrics) == {f'froc/sens@{f}' for f in ('0.5', '1', '2', '4', '8', '16')} | {
+        'froc/mean_0.5-4'}
+    assert metrics['froc/sens@0.5'] == 1.0
+
+
+def test_records_are_plain_numpy_and_batches_split_like_ranks_agree():
+    """What mmengine gathers across ranks: picklable numpy records, order-independent result."""
+    whole = FROCMetric(compute_map=True)
+    whole.process(None, [s.to_dict() for s in scene()])
+    for record in whole.results:
+        for value in record.values():
+            assert not isinstance(value, torch.Tensor)
+    gathered = pickle.loads(pickle.dumps(whole.results))
+    # two "ranks" processing interleaved halves, as DefaultSampler shards the dataset
+    rank0, rank1 = FROCMetric(), FROCMetric()
+    rank0.process(None, [s.to_dict() for s in scene()[0::2]])
+    rank1.process(None, [s.to_dict() for s in scene()[1::2]])
+    a = whole.compute_metrics(gathered)
+    b = FROCMetric().compute_metrics(rank0.results + rank1.results)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key] == pytest.approx(b[key], nan_ok=True), key
+
+
+def test_plot_and_records_json_written(tmp_path):
+    metric = FROCMetric(plot_froc=True, out_dir=str(tmp_path / 'plots'),
+                        outfile_prefix=str(tmp_path / 'out' / 'test'))
+    run_evaluator(metric, scene())
+    png = (tmp_path / 'plots' / 'froc_curve.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10_000
+    path = tmp_path / 'out' / 'test.froc_records.json'
+    assert json.loads(path.read_text())['format'] == 'mp3d_mmdet.froc_records'
+    records = load_records_json(str(path))
+    assert [r['img_id'] for r in records] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(records[0]['pred_bboxes'], [A, FAR, B])
+    np.testing.assert_allclose(records[0]['pred_scores'], [0.9, 0.6, 0.4])
+    np.testing.assert_array_equal(records[2]['gt_bboxes'], [D])  # ignore_flag=1 left out
+    assert records[2]['gt_lesion_types'].tolist() == [-1]
+    assert records[1]['slice_interval'] == 5.0
+
+
+def test_missing_metadata_errors():
+    sample = data_sample(5, 1.0, [dict(bbox=A, ignore_flag=0)], [A + [0.3]])
+    with pytest.raises(KeyError, match=r"img_id=5: instances\[0\] has no 'lesion_type'"):
+        FROCMetric().process(None, [sample.to_dict()])
+    sample = data_sample(6, 1.0, [lesion(A, 4, 5.0)], [A + [0.3]])
+    del sample.slice_interval
+    with pytest.raises(KeyError, match="img_id=6 has no 'slice_interval'"):
+        FROCMetric().process(None, [sample.to_dict()])
+    sample = sample.to_dict()
+    del sample['instances']
+    with pytest.raises(KeyError, match="has no 'instances'"):
+        FROCMetric(breakdowns=False).process(None, [sample])
+
+
+def test_no_ground_truth_at_all():
+    metric = FROCMetric(breakdowns=False)
+    metric.process(None, [data_sample(0, 1.0, [], [A + [0.3]]).to_dict()])
+    with pytest.raises(ValueError, match='none of the 1 evaluated images has a ground-truth'):
+        metric.compute_metrics(metric.results)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(fps=[]), 'fps must be a non-empty'),
+    (dict(fps=[1, -2]), 'fps must be a non-empty sequence of positive'),
+    (dict(iou_thr=1.5), r'iou_thr must be in \(0, 1\]'),
+    (dict(mean_fp_range=(20, 30)), 'no fps value lies in mean_fp_range'),
+    (dict(out_of_subset_detections='drop'), 'out_of_subset_detections must be one of'),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FROCMetric(**kwargs)
+
+
+def test_process_accepts_data_sample_objects_too():
+    metric = FROCMetric(compute_map=False)
+    metric.process(None, scene())  # DetDataSample objects, not dicts
+    metrics = metric.compute_metrics(metric.results)
+    assert metrics['sens@0.5'] == 0.5  # compute_metrics: keys without the prefix

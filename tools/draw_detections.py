@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Draw detections against ground truth on DeepLesion key slices.
+
+    python tools/draw_detections.py work_dirs/demo/predictions.pkl --out-dir work_dirs/demo/overlays
+
+PREDICTIONS is the file ``mim test mmdet CONFIG --checkpoint CKPT --out PREDICTIONS.pkl``
+writes (one dict per test image with ``img_path``, ``instances`` -- the ground truth in
+original-image pixels -- and ``pred_instances``). Each overlay shows the key slice in a
+soft-tissue window, ground truth in green and detections above ``--score-thr`` in red (IoU
+>= 0.5 with a ground-truth box) or orange (false positive), with scores.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import List
+
+import cv2
+import numpy as np
+from mmengine.fileio import load
+
+from mp3d_mmdet.datasets.transforms.loading import read_uint16_png
+from mp3d_mmdet.datasets.transforms.slice_sampling import png_to_hu
+from mp3d_mmdet.visualization import draw_lesion_overlay
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('predictions', help='pickle written by `mim test ... --out X.pkl`')
+    parser.add_argument('--out-dir', required=True, help='folder for the PNG overlays')
+    parser.add_argument('--num', type=int, default=6, help='number of slices to draw')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='smallest detection score drawn')
+    parser.add_argument('--window', type=float, nargs=2, default=(-160.0, 240.0),
+                        metavar=('LOW', 'HIGH'), help='display window in HU')
+    parser.add_argument('--upscale', type=int, default=2, help='zoom factor of the pictures')
+    return parser.parse_args(argv)
+
+
+def _to_numpy(value) -> np.ndarray:
+    return value.numpy() if hasattr(value, 'numpy') else np.asarray(value)
+
+
+def main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    if not osp.isfile(args.predictions):
+        print(f'draw_detections: no such prediction file: {args.predictions}', file=sys.stderr)
+        return 1
+    results = load(args.predictions)
+    if not isinstance(results, list) or (results and 'pred_instances' not in results[0]):
+        print(f'draw_detections: {args.predictions} is not a list of mmdet data samples '
+              'with pred_instances (write it with `mim test ... --out X.pkl`)', file=sys.stderr)
+        return 1
+    # Slices with ground truth first, in image-id order, so the pictures are reproducible.
+    with_gt = sorted((r for r in results if r.get('instances')), key=lambda r: r['img_id'])
+    chosen = with_gt[:args.num]
+    os.makedirs(args.out_dir, exist_ok=True)
+    for result in chosen:
+        hu = png_to_hu(read_uint16_png(result['img_path']))
+        gt = np.array([inst['bbox'] for inst in result['instances']
+                       if not inst.get('ignore_flag', 0)], dtype=np.float64).reshape(-1, 4)
+        pred = result['pred_instances']
+        canvas = draw_lesion_overlay(
+            hu, gt, _to_numpy(pred['bboxes']), _to_numpy(pred['scores']),
+            score_thr=args.score_thr, window=tuple(args.window), upscale=args.upscale,
+            title=osp.relpath(result['img_path'], osp.dirname(osp.dirname(
+                osp.dirname(result['img_path'])))))
+        series = osp.basename(osp.dirname(result['img_path']))
+        name = f"{series}_{osp.splitext(osp.basename(result['img_path']))[0]}.png"
+        cv2.imwrite(osp.join(args.out_dir, name), canvas)
+    print(f'draw_detections: wrote {len(chosen)} overlays to {args.out_dir}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
