@@ -1,1 +1,30 @@
-"""Placeholder: filled by the component issues."""
+"""Whole-volume inference: CT volumes in, linked 3D lesion candidates out.
+
+    from mp3d_mmdet.apis import detect_lesions_in_volume, write_volume_outputs
+    result = detect_lesions_in_volume('scan.nii.gz', 'configs/mp3d_fpn_deeplesion_2x.py',
+                                      'epoch_24.pth', device='cuda')
+    write_volume_outputs(result, 'out/')
+
+CLI: ``python tools/detect_volume.py INPUT --config CFG --checkpoint CKPT --out DIR``.
+"""
+from .lesion_linking import (LesionCandidate, LinkedTrack, box_iou, link_slice_detections,
+                             measure_lesion_candidates)
+from .outputs import (LESION_CSV_COLUMNS, detections_to_dict, write_candidate_overlays,
+                      write_detections_json, write_lesions_csv, write_volume_outputs)
+from .volume_detection import VolumeDetectionResult, detect_lesions_in_volume
+from .volume_inference import (InferenceSetupError, SliceDetections, SliceInputSettings,
+                               VolumeLesionDetector, load_inference_config,
+                               plan_in_plane_resize, slice_input_settings)
+from .volume_io import (STANDARD_ORIENTATION, SUPPORTED_FILE_SUFFIXES, CTVolume,
+                        VolumeGeometry, VolumeInputError, read_ct_volume)
+
+__all__ = [
+    'read_ct_volume', 'CTVolume', 'VolumeGeometry', 'VolumeInputError',
+    'SUPPORTED_FILE_SUFFIXES', 'STANDARD_ORIENTATION', 'InferenceSetupError',
+    'SliceInputSettings', 'SliceDetections', 'VolumeLesionDetector', 'load_inference_config',
+    'slice_input_settings', 'plan_in_plane_resize', 'LinkedTrack', 'LesionCandidate',
+    'box_iou', 'link_slice_detections', 'measure_lesion_candidates', 'VolumeDetectionResult',
+    'detect_lesions_in_volume', 'LESION_CSV_COLUMNS', 'detections_to_dict',
+    'write_detections_json', 'write_lesions_csv', 'write_candidate_overlays',
+    'write_volume_outputs'
+]

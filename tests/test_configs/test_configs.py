@@ -127,3 +127,16 @@ def test_schedules_and_data_fractions():
         assert cfg.train_dataloader.dataset.data_fraction == pytest.approx(percent / 100)
     pretrained = Config.fromfile(osp.join(CONFIG_DIR, 'mp3d_fpn_deeplesion_2x_coco-pretrain.py'))
     assert pretrained.load_from.endswith('.pth')
+
+
+def test_deeplesion_pipelines_match_the_documented_ones():
+    """The dataset base config and mp3d_mmdet.datasets.deeplesion_pipelines must not drift."""
+    from mp3d_mmdet.datasets import deeplesion_test_pipeline, deeplesion_train_pipeline
+    cfg = Config.fromfile(MAIN)
+
+    def plain(pipeline):
+        return [{k: (tuple(v) if isinstance(v, list) and k == 'hu_window' else v)
+                 for k, v in step.items()} for step in Config(dict(p=pipeline)).to_dict()['p']]
+
+    assert plain(cfg.train_pipeline) == plain(deeplesion_train_pipeline())
+    assert plain(cfg.test_pipeline) == plain(deeplesion_test_pipeline())

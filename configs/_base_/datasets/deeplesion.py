@@ -14,8 +14,10 @@ hu_window = (-1024, 1050)
 meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
              'flip_direction', 'instances', 'slice_interval', 'pixel_spacing')
 train_pipeline = [
+    # flip_slice_order_prob > 0 reverses the slice order at random (an augmentation the
+    # paper does not use).
     dict(type='LoadCTSlices', num_slices=num_slices, slice_interval=slice_interval,
-         hu_window=hu_window),
+         hu_window=hu_window, flip_slice_order_prob=0.0),
     dict(type='LoadAnnotations', with_bbox=True),
     # The paper's augmentation: multi-scale {448, 512, 576}, horizontal and vertical flips.
     dict(type='RandomChoiceResize', scales=[(448, 448), (512, 512), (576, 576)],

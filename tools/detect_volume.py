@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""Detect lesions in a whole CT volume and link them across slices into 3D candidates.
+
+    python tools/detect_volume.py scan.nii.gz --config configs/mp3d_fpn_deeplesion_2x.py \\
+        --checkpoint epoch_24.pth --out results/scan [--device cuda] [--score-thr 0.5]
+
+INPUT: a NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd) or NRRD (.nrrd, .nhdr) file, or a
+folder holding a DICOM series. Writes DIR/detections.json (per-slice boxes, 3D candidates,
+the input's geometry and the model used), DIR/lesions.csv (one row per candidate) and
+DIR/overlays/candidate_<id>.png (best slice of the top candidates). Warnings about the input
+(reorientation, intensities that do not look like HU, edge-slice replication ...) go to
+stderr and into detections.json. Unusable input, config, checkpoint or device: a one-line
+error on stderr and exit status 1 (2 for bad command-line arguments).
+"""
+import argparse
+import os.path as osp
+import sys
+import time
+import warnings
+from typing import List, Optional
+
+# The repository root on sys.path, so that the script runs from a checkout without install.
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+PROG = 'detect_volume.py'
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('input', help='CT volume file or DICOM series folder')
+    parser.add_argument('--config', required=True, help='model config (its test pipeline '
+                        'defines the N-slice input)')
+    parser.add_argument('--checkpoint', required=True, help='model weights (.pth)')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument('--score-thr', type=float, default=0.5,
+                        help='smallest per-slice detection score kept and linked')
+    parser.add_argument('--batch-size', type=int, default=4, help='slices per forward pass')
+    parser.add_argument('--pixel-spacing', type=float, default=None,
+                        help='resample slices in-plane to this many mm/px before the model '
+                        "(default: the config's volume_inference.pixel_spacing, else only "
+                        "the config's test Resize)")
+    parser.add_argument('--iou-thr', type=float, default=0.3,
+                        help='IoU linking boxes of nearby slices into one lesion')
+    parser.add_argument('--max-gap', type=int, default=1,
+                        help='slices without a box that one lesion may bridge')
+    parser.add_argument('--min-slices', type=int, default=1,
+                        help='fewest slices of a reported lesion candidate')
+    parser.add_argument('--top-k-overlays', type=int, default=10,
+                        help='draw overlays of this many best candidates')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+    checks = [(args.batch_size >= 1, '--batch-size must be >= 1'),
+              (0.0 <= args.score_thr <= 1.0, '--score-thr must be in [0, 1]'),
+              (0.0 < args.iou_thr <= 1.0, '--iou-thr must be in (0, 1]'),
+              (args.max_gap >= 0, '--max-gap must be >= 0'),
+              (args.min_slices >= 1, '--min-slices must be >= 1'),
+              (args.top_k_overlays >= 0, '--top-k-overlays must be >= 0'),
+              (args.pixel_spacing is None or args.pixel_spacing > 0,
+               '--pixel-spacing must be > 0')]
+    for ok, message in checks:
+        if not ok:
+            parser.error(message)
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    # mmengine imports the deprecated pkg_resources: keep stderr for the user's messages
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    from mp3d_mmdet.apis import (InferenceSetupError, VolumeInputError,
+                                 VolumeLesionDetector, detect_lesions_in_volume,
+                                 load_inference_config, read_ct_volume, write_volume_outputs)
+    try:
+        cfg = load_inference_config(args.config)
+        start = time.perf_counter()
+        volume = read_ct_volume(args.input)
+        read_seconds = time.perf_counter() - start
+        for warning in volume.warnings:
+            print(f'{PROG}: warning: {warning}', file=sys.stderr)
+        detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
+        result = detect_lesions_in_volume(
+            volume, detector=detector, batch_size=args.batch_size, score_thr=args.score_thr,
+            iou_thr=args.iou_thr, max_gap=args.max_gap, min_slices=args.min_slices,
+            progress=not args.no_progress)
+        result.timings = dict(read=read_seconds, **result.timings)
+        for warning in result.warnings[len(volume.warnings):]:
+            print(f'{PROG}: warning: {warning}', file=sys.stderr)
+        paths = write_volume_outputs(result, args.out, args.top_k_overlays)
+    except (VolumeInputError, InferenceSetupError) as error:
+        print(f'{PROG}: error: {error}', file=sys.stderr)
+        return 1
+    except OSError as error:  # output folder not writable, disk full ...
+        print(f'{PROG}: error: {error.strerror or error}: {error.filename or args.out}',
+              file=sys.stderr)
+        return 1
+    num_overlays = min(args.top_k_overlays, len(result.candidates))
+    print(f'{PROG}: {volume.num_slices} slices, {result.detections.num_detections} boxes '
+          f'>= {args.score_thr:g}, {len(result.candidates)} lesion candidates; wrote '
+          f"{paths['json']}, {paths['csv']} and {num_overlays} overlays in {paths['overlays']}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
