@@ -14,10 +14,10 @@ How the breakdowns are computed (each follows the released code that published i
   per-tag detection accuracy (``eval_DL_detection``: ``sens_at_FP(all_boxes, gts_per_tag)``).
   In that code a detection that overlaps only lesions outside the subset is a false positive;
   ``out_of_subset_detections='ignore'`` makes it neither a hit nor a false positive instead.
-* Slice interval (<= 2 mm, > 2 mm) is a property of *images* (series). The subset keeps the
-  images of that interval with their detections and ground truth, and divides the FPs by the
-  number of those images, as AlignShift's evaluation (the published thin/thick-slice split)
-  does.
+* Slice interval (<= 2 mm, > 2 mm) is computed the same way, each lesion taking the slice
+  interval of its image: the ground truth is filtered, all images and detections are kept
+  (the rule the DeepLesion authors prescribe for every breakdown). AlignShift instead splits
+  the images (each subset with its own images, detections and FP count); that is not done.
 * A subset without lesions gets NaN values (and a warning); nothing is dropped silently.
 
 Multi-process evaluation: each rank keeps one record of plain NumPy arrays per image
@@ -259,22 +259,20 @@ class FROCMetric(BaseMetric):
             (f'type_{name}', types == code) for code, name in DEEPLESION_LESION_TYPES.items())
         for name, lo, hi in SIZE_SUBSETS_MM:
             lesion_subsets[name] = _in_size_range(diameters, lo, hi)
-        curves = lesion_subset_froc_curves(boxes, gts, lesion_subsets, self.iou_thr,
-                                           self.legacy_plus_one, self.out_of_subset_detections)
-        for name, mask in lesion_subsets.items():
-            rows.append(self._row(name, curves[name], int(mask.sum()), len(gts)))
-
         intervals = np.array([r['slice_interval'] for r in results], dtype=np.float64)
         if np.isnan(intervals).any():
             first = results[int(np.argmax(np.isnan(intervals)))]['img_id']
             raise ValueError(f'FROCMetric: slice_interval is unknown for '
                              f'{np.isnan(intervals).sum()} image(s) (first img_id={first!r}); '
                              f'the slice-interval breakdown needs it (or set breakdowns=False)')
+        lesion_intervals = np.repeat(intervals, [len(g) for g in gts])
         thr = SLICE_INTERVAL_THR_MM
-        for name, keep in ((f'interval_le{thr:g}mm', intervals <= thr),
-                           (f'interval_gt{thr:g}mm', intervals > thr)):
-            index = np.flatnonzero(keep)
-            rows.append(self._evaluate(name, [boxes[i] for i in index], [gts[i] for i in index]))
+        lesion_subsets[f'interval_le{thr:g}mm'] = lesion_intervals <= thr
+        lesion_subsets[f'interval_gt{thr:g}mm'] = lesion_intervals > thr
+        curves = lesion_subset_froc_curves(boxes, gts, lesion_subsets, self.iou_thr,
+                                           self.legacy_plus_one, self.out_of_subset_detections)
+        for name, mask in lesion_subsets.items():
+            rows.append(self._row(name, curves[name], int(mask.sum()), len(gts)))
         return rows
 
     def _row_metrics(self, key_prefix: str, row: _SubsetResult) -> Dict[str, float]:
@@ -304,9 +302,8 @@ class FROCMetric(BaseMetric):
         if self.breakdowns:
             other = ('false positive' if self.out_of_subset_detections == 'false_positive' else
                      'ignored')
-            lines.append('type_*/size_*: all images and detections, the subset\'s lesions as '
-                         f'ground truth (a detection on other lesions only: {other}); '
-                         'interval_*: the images of that slice interval')
+            lines.append('type_*/size_*/interval_*: all images and detections, the subset\'s '
+                         f'lesions as ground truth (a detection on other lesions only: {other})')
         return '\n'.join(lines)
 
     def _write_plot(self, rows: List[_SubsetResult], logger: MMLogger) -> None:

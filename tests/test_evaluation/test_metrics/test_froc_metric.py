@@ -126,15 +126,21 @@ def test_lesion_breakdowns_with_ignored_out_of_subset_detections():
         assert metrics[key] == pytest.approx(value), key
 
 
-def test_slice_interval_breakdown_splits_images():
+def test_slice_interval_breakdown_filters_lesions_and_keeps_all_detections():
     metrics = run_evaluator(FROCMetric(compute_map=False), scene())
-    # <= 2 mm: images 0, 3: A hit, FAR(.6), FAR(.5), B hit -> FP/image 0 .5 1 1,
-    # sensitivity .5 .5 .5 1
+    # <= 2 mm: lesions L1, L2 (image 0); all 4 images and detections stay:
+    # A hit, C (L3, outside) FP, 3 FAR FPs, B hit -> FP/image 0 .25 .5 .75 1 1,
+    # sensitivity .5 .5 .5 .5 .5 1
     assert [metrics[f'froc/interval_le2mm/sens@{f}'] for f in ('0.5', '1', '2')] == [0.5, 1, 1]
     assert metrics['froc/interval_le2mm/mean_0.5-4'] == pytest.approx(0.875)
-    # > 2 mm: images 1, 2: C hit, FAR -> FP/image 0 .5, sensitivity .5 .5
-    assert metrics['froc/interval_gt2mm/sens@0.5'] == 0.5
-    assert metrics['froc/interval_gt2mm/sens@16'] == 0.5
+    # > 2 mm: lesions L3 (image 1), L4 (image 2): A FP, C hit, 3 FAR FPs, B FP ->
+    # FP/image .25 .25 .5 .75 1 1.25, sensitivity 0 .5 .5 .5 .5 .5; L4 is never found
+    assert [metrics[f'froc/interval_gt2mm/sens@{f}'] for f in ('0.5', '1', '16')] == [.5, .5, .5]
+    # with detections on other lesions ignored, B no longer counts: same values here, but
+    # A is no FP either, so C is reached at 0 FPs/image
+    ignored = run_evaluator(FROCMetric(compute_map=False, out_of_subset_detections='ignore'),
+                            scene())
+    assert ignored['froc/interval_gt2mm/sens@0.5'] == 0.5
 
 
 def test_all_keys_present_and_finite_where_defined():
