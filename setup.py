@@ -23,7 +23,7 @@ setup(
                  'universal lesion detection in CT slices, as an MMDetection 3.x plugin'),
     long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read(),
     long_description_content_type='text/markdown',
-    python_requires='>=3.8',
+    python_requires=">=3.10",
     packages=find_packages(include=['mp3d_mmdet', 'mp3d_mmdet.*']),
     install_requires=[
         'mmdet>=3.3.0,<3.4',
