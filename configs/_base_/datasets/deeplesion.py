@@ -65,20 +65,8 @@ val_dataloader = dict(
         split='val',
         test_mode=True,
         pipeline=test_pipeline))
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='DL_info.csv',
-        data_prefix=dict(img='Images_png/'),
-        split='test',
-        test_mode=True,
-        pipeline=test_pipeline))
+# The test loader is the validation loader on the test split.
+test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
 
 val_evaluator = dict(type='FROCMetric')
 test_evaluator = val_evaluator
