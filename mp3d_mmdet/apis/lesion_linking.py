@@ -47,6 +47,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..evaluation.functional.box_iou import box_iou as pairwise_box_iou
 from .volume_io import VolumeGeometry
 
 __all__ = ['LinkedTrack', 'LesionCandidate', 'box_iou', 'link_slice_detections',
@@ -54,7 +55,7 @@ __all__ = ['LinkedTrack', 'LesionCandidate', 'box_iou', 'link_slice_detections',
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Continuous IoU of two box sets.
+    """Continuous IoU of two box sets (the evaluation's IoU without the +1 pixel convention).
 
     Args:
         boxes_a (np.ndarray): ``(n, 4)`` ``[x1, y1, x2, y2]``.
@@ -63,17 +64,7 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     Returns:
         np.ndarray: float64 ``(n, m)``; 0 where a union is empty.
     """
-    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return pairwise_box_iou(boxes_a, boxes_b, legacy_plus_one=False)
 
 
 @dataclass(eq=False)

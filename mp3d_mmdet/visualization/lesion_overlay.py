@@ -10,6 +10,8 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..evaluation.functional.box_iou import box_iou
+
 #: Display window (HU) for soft tissue: level 40, width 400.
 SOFT_TISSUE_WINDOW: Tuple[float, float] = (-160.0, 240.0)
 
@@ -33,20 +35,6 @@ def window_hu(hu: np.ndarray, window: Tuple[float, float] = SOFT_TISSUE_WINDOW) 
         raise ValueError(f'window must be (low, high) with high > low, got {window!r}')
     scaled = (np.asarray(hu, dtype=np.float32) - low) * (255.0 / (high - low))
     return np.clip(scaled, 0, 255).astype(np.uint8)
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of ``(n, 4)`` and ``(m, 4)`` ``[x1, y1, x2, y2]`` boxes (continuous coordinates)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), dtype=np.float64)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def draw_lesion_overlay(hu: np.ndarray,
@@ -92,7 +80,7 @@ def draw_lesion_overlay(hu: np.ndarray,
     if upscale > 1:
         grey = cv2.resize(grey, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_NEAREST)
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-    hits = (_iou_matrix(boxes, gt) >= 0.5).any(axis=1) if len(gt) else np.zeros(len(boxes), bool)
+    hits = (box_iou(boxes, gt, legacy_plus_one=False) >= 0.5).any(axis=1)
 
     def corners(box: np.ndarray) -> Tuple[Tuple[int, int], Tuple[int, int]]:
         x1, y1, x2, y2 = (box * upscale).round().astype(int)
