@@ -9,7 +9,7 @@
 # 4. `mim test ... --checkpoint` with the FROC metric, then the report:
 #    work_dirs/demo/froc.json (sensitivity at 0.5-16 FPs/image, mAP@0.5), froc_curve.png,
 #    overlays/*.png (detections vs ground truth on test key slices).
-# About 10 minutes on 2 CPU cores once the set-up exists; on a GPU machine the same commands
+# About 12 minutes on 2 CPU cores once the set-up exists; on a GPU machine the same commands
 # train with AMP. Variables: MP3D_VENV (see setup_env.sh), MP3D_DEMO_SEED (default 0).
 set -Eeuo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -30,6 +30,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         metavar=('MIN', 'MAX'), help='range of the lesion long diameters')
     parser.add_argument('--noisy-fraction', type=float, default=0.06,
                         help='probability of a row being Possibly_noisy')
+    parser.add_argument('--vessels-per-series', type=int, nargs=2, default=(3, 6),
+                        metavar=('MIN', 'MAX'),
+                        help='vessel-like confounders per series (inclusive range)')
+    parser.add_argument('--vessel-max-diameter-mm', type=float, default=None,
+                        help='cap of the vessel diameters (default: none, drawn exactly like '
+                        'the lesion diameters)')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     return parser.parse_args(argv)
 
@@ -46,6 +52,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             lesions_per_series=tuple(args.lesions_per_series),
             lesion_diameter_mm=tuple(args.lesion_diameter_mm),
             noisy_fraction=args.noisy_fraction,
+            vessels_per_series=tuple(args.vessels_per_series),
+            vessel_max_diameter_mm=args.vessel_max_diameter_mm,
             progress=not args.no_progress)
     except (ValueError, FileExistsError) as error:
         print(f'error: {error}', file=sys.stderr)

@@ -24,7 +24,9 @@ What is in it:
 * **Confounders** ("vessels"): tubes along z (slight tilt) whose cross-section is drawn from
   the *same* size, contrast, edge and position distributions as the lesions -- in a single
   slice a vessel looks exactly like a lesion, but it runs through every slice, so only the
-  3D context tells them apart. 2..4 per series.
+  3D context tells them apart. 3..6 per series by default (``vessels_per_series``; fewer
+  where a vessel stood in a lesion's way), optionally with a smaller maximum diameter
+  (``vessel_max_diameter_mm``).
 * **Series mix**: slice intervals 1, 2.5 and 5 mm (every value used once num_series >= 3),
   field of view 340..420 mm on ``image_size`` px, except one series of
   ``round(1.5 * image_size)`` px (768 for the default 512); some patients have a second
@@ -357,7 +359,9 @@ def _place(rng: np.random.Generator, phantom: _SeriesPhantom, z: float, radius: 
 
 def _make_series(rng: np.random.Generator, patient: int, study: int, series: int, size: int,
                  interval: float, num_lesions: int, two_on_one_key: bool,
-                 diameter_mm: Tuple[float, float]) -> _Series:
+                 diameter_mm: Tuple[float, float],
+                 vessels_per_series: Tuple[int, int] = (3, 6),
+                 vessel_max_diameter_mm: Optional[float] = None) -> _Series:
     spacing = rng.uniform(340.0, 420.0) / size
     depth_mm = rng.uniform(180.0, 320.0)
     num_slices = int(round(depth_mm / interval)) + 1
@@ -365,9 +369,11 @@ def _make_series(rng: np.random.Generator, patient: int, study: int, series: int
     result = _Series(patient, study, series, size, spacing, interval, num_slices, phantom)
 
     # vessels: tubes through the whole series, cross-sections like lesions
-    for _ in range(int(rng.integers(2, 5))):
-        semi_long, semi_short, theta, contrast, edge = _sample_blob_shape(
-            rng, (diameter_mm[0], min(diameter_mm[1], 30.0)))
+    vessel_diameter_mm = diameter_mm if vessel_max_diameter_mm is None else (
+        diameter_mm[0], min(diameter_mm[1], max(vessel_max_diameter_mm, diameter_mm[0])))
+    for _ in range(int(rng.integers(vessels_per_series[0], vessels_per_series[1] + 1))):
+        semi_long, semi_short, theta, contrast, edge = _sample_blob_shape(rng,
+                                                                          vessel_diameter_mm)
         z0 = rng.uniform(0.3, 0.7) * depth_mm
         occupied = [(v.cx, v.cy, v.semi_x) for v in result.vessels]
         spot = _place(rng, phantom, z0, semi_long, occupied)
@@ -393,9 +399,18 @@ def _make_series(rng: np.random.Generator, patient: int, study: int, series: int
         z = result.z_of(key)
         occupied = [(l.blob.cx, l.blob.cy, l.blob.semi_x) for l in result.lesions
                     if abs(l.blob.cz - z) < l.blob.semi_z + semi_z + 2.0]
-        occupied += [(v.cross_section(z)[0].cx, v.cross_section(z)[0].cy, v.semi_x)
-                     for v in result.vessels]
-        spot = _place(rng, phantom, z, semi_long, occupied)
+        vessels_at_z = [(v.cross_section(z)[0].cx, v.cross_section(z)[0].cy, v.semi_x)
+                        for v in result.vessels]
+        spot = _place(rng, phantom, z, semi_long, occupied + vessels_at_z)
+        if spot is None and result.vessels:
+            # crowded by vessels: place the lesion among the lesions only, then remove the
+            # vessels in its way (so many large vessels thin out rather than fail)
+            spot = _place(rng, phantom, z, semi_long, occupied)
+            if spot is not None:
+                result.vessels = [
+                    v for v, (vx, vy, vr) in zip(result.vessels, vessels_at_z)
+                    if math.hypot(spot[0] - vx, spot[1] - vy) > semi_long + vr + 4.0
+                ]
         if spot is None:
             raise RuntimeError(f'could not place lesion {i} of series {result.folder}; '
                                'reduce lesion_diameter_mm')
@@ -468,6 +483,8 @@ def make_synthetic_deeplesion(out_dir: str,
                               lesions_per_series: Tuple[int, int] = (1, 3),
                               lesion_diameter_mm: Tuple[float, float] = (5.0, 40.0),
                               noisy_fraction: float = 0.06,
+                              vessels_per_series: Tuple[int, int] = (3, 6),
+                              vessel_max_diameter_mm: Optional[float] = None,
                               progress: bool = True) -> Dict[str, Any]:
     """Write a synthetic dataset in the DeepLesion layout (see the module docstring).
 
@@ -481,6 +498,13 @@ def make_synthetic_deeplesion(out_dir: str,
         lesions_per_series (tuple[int, int]): inclusive range of lesions per series.
         lesion_diameter_mm (tuple[float, float]): range of the long diameters in mm.
         noisy_fraction (float): probability of a lesion row being ``Possibly_noisy``.
+        vessels_per_series (tuple[int, int]): inclusive range of vessels (confounders) per
+            series; ``(0, 0)`` for none. Vessels that stand in the way of a lesion are
+            removed, so a series may hold fewer.
+        vessel_max_diameter_mm (float, optional): cap of the vessel long diameters, which
+            are otherwise drawn exactly like the lesions' (None, the default). A cap below
+            ``lesion_diameter_mm[1]`` leaves the largest blobs to the lesions, which tells a
+            2D detector something.
         progress (bool): show a tqdm progress bar over the slice files.
 
     Returns:
@@ -504,6 +528,11 @@ def make_synthetic_deeplesion(out_dir: str,
                          f'{lesion_diameter_mm}')
     if not 0.0 <= noisy_fraction <= 1.0:
         raise ValueError(f'noisy_fraction must be in [0, 1], got {noisy_fraction}')
+    if not 0 <= vessels_per_series[0] <= vessels_per_series[1]:
+        raise ValueError('vessels_per_series must be (low, high) with 0 <= low <= high, got '
+                         f'{vessels_per_series}')
+    if vessel_max_diameter_mm is not None and not vessel_max_diameter_mm > 0:
+        raise ValueError(f'vessel_max_diameter_mm must be > 0, got {vessel_max_diameter_mm}')
     csv_path = osp.join(out_dir, 'DL_info.csv')
     images_dir = osp.join(out_dir, 'Images_png')
     for path in (csv_path, images_dir):
@@ -533,7 +562,8 @@ def make_synthetic_deeplesion(out_dir: str,
             num_lesions = max(num_lesions, 2)
         all_series.append(
             _make_series(series_rng, patient, study, 1, large_size if i == large else image_size,
-                         float(intervals[i]), num_lesions, i == multi, lesion_diameter_mm))
+                         float(intervals[i]), num_lesions, i == multi, lesion_diameter_mm,
+                         vessels_per_series, vessel_max_diameter_mm))
 
     lesions = [(series, lesion) for series in all_series for lesion in series.lesions]
     for series, lesion in lesions:

@@ -50,6 +50,7 @@ def test_settings_come_from_the_test_pipeline(tiny_cfg_path):
     demo = slice_input_settings(load_inference_config(
         osp.join(REPO, 'configs', 'mp3d_fpn_synthetic_demo.py')))
     assert demo.resize['scale'] == (160, 160) and demo.num_slices == 9
+    assert demo.hu_window == (-175.0, 275.0)  # the demo's own window reaches volume inference
     tiny = slice_input_settings(load_inference_config(tiny_cfg_path))
     assert (tiny.num_slices, tiny.slice_interval, tiny.resize['scale']) == (5, 2.5, (64, 64))
 

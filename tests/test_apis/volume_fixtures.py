@@ -244,7 +244,9 @@ def tiny_config_text(data_root: str = 'data/none/', num_slices: int = 9,
                      slice_interval: float = 2.5, scale: int = 64, extra: str = '') -> str:
     """A tiny MP3D FPN config (8 base channels, 32-channel FPN, ``scale``-px test Resize)
     inheriting the demo config, with ``num_slices`` slices every ``slice_interval`` mm in the
-    backbone, the GTM and both pipelines. ``extra`` is appended (more config lines)."""
+    backbone, the GTM and both pipelines, and the paper's HU window (the phantoms' +400 HU
+    lesions would saturate the demo's soft-tissue window). ``extra`` is appended (more config
+    lines)."""
     small, large = scale * 7 // 8, scale * 9 // 8
     return f"""
 _base_ = {osp.join(REPO, 'configs', 'mp3d_fpn_synthetic_demo.py')!r}
@@ -265,10 +267,12 @@ model = dict(
 train_pipeline = _base_.train_pipeline
 train_pipeline[0].num_slices = {num_slices}
 train_pipeline[0].slice_interval = {slice_interval}
+train_pipeline[0].hu_window = (-1024, 1050)
 train_pipeline[2].scales = [({small}, {small}), ({scale}, {scale}), ({large}, {large})]
 test_pipeline = _base_.test_pipeline
 test_pipeline[0].num_slices = {num_slices}
 test_pipeline[0].slice_interval = {slice_interval}
+test_pipeline[0].hu_window = (-1024, 1050)
 test_pipeline[1].scale = ({scale}, {scale})
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))

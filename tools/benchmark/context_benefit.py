@@ -18,8 +18,8 @@ Models (all share the demo's FPN width, heads, input scale, schedule and seed):
 * ``3dce_9slices``: ``ResNet3DCE`` over 3 groups of 3 slices with the same 2D ResNet.
 
 Data: the demo's set in ``work_dirs/demo/data`` (generated like ``tools/demo.sh`` does if
-absent). Work dirs: ``work_dirs/context_benefit/<model>``. About 10 minutes per model on 2 CPU
-cores.
+absent). Work dirs: ``work_dirs/context_benefit/<model>``. About 11 (MP3D) and 7 (2D) minutes
+on 2 CPU cores.
 """
 import argparse
 import json

@@ -37,16 +37,21 @@ from mp3d_mmdet.datasets import (DeepLesionDataset, deeplesion_train_pipeline,
                                  make_synthetic_deeplesion)
 from mp3d_mmdet.datasets.transforms import LoadCTSlices
 
-# MP3D FPN, 9 slices, 512 x 512: 248.93 GFLOPs per forward pass (paper, Table 2). A training
-# step costs about 3x the forward pass (forward + backward for activations and weights):
-# ~750 GFLOP per sample. The paper trains on one NVIDIA TITAN V (12 GB) with mixed
-# precision: 110 TFLOPS tensor-core peak, of which detection training with GroupNorm and
-# depthwise-separable 3D convolutions uses little; ~12 TFLOPS effective (~11 %) is a generous
-# estimate -> 750 / 12000 s = 62.5 ms per sample = 16 samples/s.
-GPU_SAMPLES_PER_SECOND = 16.0
-GPU_ASSUMPTION = ('assumed GPU consumption: 16 samples/s (MP3D FPN 9 slices: 249 GFLOP '
-                  'forward x ~3 for training = ~750 GFLOP/sample; TITAN V mixed precision at '
-                  '~12 TFLOPS effective, ~11 % of its 110 TFLOPS tensor-core peak)')
+# MP3D FPN, 9 slices, 512 x 512: 248.93 "GFLOPs" per forward pass (paper, Table 2) -- in
+# the paper's convention, which counts a multiply-add as one operation (see
+# docs/model_complexity.md), i.e. ~498 GFLOP. A training step costs about 3x the forward pass
+# (forward + backward for activations and weights): ~1.5 TFLOP per sample. The paper trains
+# on one NVIDIA TITAN V (12 GB) with mixed precision: 110 TFLOPS tensor-core peak, of which
+# detection training with GroupNorm and depthwise-separable 3D convolutions uses little;
+# ~12 TFLOPS effective (~11 %) is a generous estimate -> 1.5 / 12 s = 125 ms per sample =
+# 8 samples/s. (Cross-check: the MP3D-63 backbone alone trains at 46 ms per sample on an
+# H100 at batch 1 -- docs/model_complexity.md --, i.e. ~27 TFLOPS effective on a card with
+# 9x the TITAN V's tensor peak.)
+GPU_SAMPLES_PER_SECOND = 8.0
+GPU_ASSUMPTION = ('assumed GPU consumption: 8 samples/s (MP3D FPN 9 slices: 249 GMAC = '
+                  '~500 GFLOP forward x ~3 for training = ~1.5 TFLOP/sample; TITAN V mixed '
+                  'precision at ~12 TFLOPS effective, ~11 % of its 110 TFLOPS tensor-core '
+                  'peak)')
 
 
 def parse_args() -> argparse.Namespace:
@@ -136,8 +141,11 @@ def main() -> None:
     total_sample = median['sample'].sum() / len(indices)
     ratio = median['sample'].sum() / median['decode'].sum()
     rate = 1.0 / total_sample
-    print(f'\nassembly + augmentation / bare decode = {ratio:.2f} (target <= 1.3: '
-          f'{"met" if ratio <= 1.3 else "NOT met"})')
+    load_ratio = median['load'].sum() / median['decode'].sum()
+    print(f'\nN-slice assembly (LoadCTSlices: decode + interpolate + clip) / bare decode = '
+          f'{load_ratio:.2f}')
+    print(f'whole training sample (assembly + augmentation + packing) / bare decode = '
+          f'{ratio:.2f} (target <= 1.3: {"met" if ratio <= 1.3 else "NOT met"})')
     print(GPU_ASSUMPTION)
     print(f'one worker: {rate:.1f} samples/s = {rate / GPU_SAMPLES_PER_SECOND:.2f}x the assumed '
           f'GPU rate ({"sustains" if rate >= GPU_SAMPLES_PER_SECOND else "does NOT sustain"} '
