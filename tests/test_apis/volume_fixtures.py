@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from mp3d_mmdet.datasets.dl_info import DLInfoRow, series_folder_name, slice_file_name, \
     write_dl_info
 from mp3d_mmdet.datasets.transforms.slice_sampling import PNG_HU_OFFSET
+from tiny_mp3d import tiny_mp3d_model
 
 
 @dataclass
@@ -251,19 +252,7 @@ def tiny_config_text(data_root: str = 'data/none/', num_slices: int = 9,
     return f"""
 _base_ = {osp.join(REPO, 'configs', 'mp3d_fpn_synthetic_demo.py')!r}
 data_root = {data_root!r}
-norm_cfg = dict(type='GN', num_groups=4, requires_grad=True)
-stage_channels = [32, 64, 128, 256]
-slice_neck = _base_.model.neck
-slice_neck[0].in_channels = stage_channels
-slice_neck[0].num_slices = {num_slices}
-slice_neck[1].in_channels = stage_channels
-slice_neck[1].out_channels = 32
-model = dict(
-    backbone=dict(base_channels=8, num_slices={num_slices}, norm_cfg=norm_cfg),
-    neck=slice_neck,
-    rpn_head=dict(in_channels=32, feat_channels=32),
-    roi_head=dict(bbox_roi_extractor=dict(out_channels=32),
-                  bbox_head=dict(in_channels=32, fc_out_channels=32)))
+{tiny_mp3d_model(num_slices)}
 train_pipeline = _base_.train_pipeline
 train_pipeline[0].num_slices = {num_slices}
 train_pipeline[0].slice_interval = {slice_interval}

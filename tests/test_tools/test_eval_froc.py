@@ -8,10 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-from mmdet.structures import DetDataSample
+from froc_samples import data_sample, lesion
 from mmengine.fileio import dump
-from mmengine.structures import InstanceData
 
 from mp3d_mmdet.evaluation.metrics import FROCMetric
 
@@ -30,23 +28,6 @@ def load_tool():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def data_sample(img_id, interval, instances, detections):
-    sample = DetDataSample()
-    sample.set_metainfo(dict(img_id=img_id, img_path=f'{img_id}.png', ori_shape=(512, 512),
-                             instances=instances, slice_interval=interval))
-    pred = InstanceData()
-    pred.bboxes = torch.tensor([d[:4] for d in detections], dtype=torch.float32).reshape(-1, 4)
-    pred.scores = torch.tensor([d[4] for d in detections], dtype=torch.float32)
-    pred.labels = torch.zeros(len(detections), dtype=torch.long)
-    sample.pred_instances = pred
-    return sample
-
-
-def lesion(box, lesion_type=4, diameter=12.0):
-    return dict(bbox=box, bbox_label=0, ignore_flag=0, lesion_type=lesion_type,
-                long_diameter_mm=diameter)
 
 
 def samples():

@@ -27,28 +27,17 @@ from mmdet.datasets import CocoDataset
 from mp3d_mmdet.datasets.synthetic import make_synthetic_deeplesion
 from mp3d_mmdet.models.necks.group_transform import resample_slice_weights
 from tiny_coco import write_tiny_coco
+from tiny_mp3d import tiny_mp3d_model
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TRAIN = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
 DROPPED = ['roi_head.bbox_head.fc_cls.weight', 'roi_head.bbox_head.fc_cls.bias',
            'roi_head.bbox_head.fc_reg.weight', 'roi_head.bbox_head.fc_reg.bias']
 
-TINY_MODEL = """
-norm_cfg = dict(type='GN', num_groups=4, requires_grad=True)
-stage_channels = [32, 64, 128, 256]
-slice_neck = _base_.model.neck
-slice_neck[0].in_channels = stage_channels
-slice_neck[1].in_channels = stage_channels
-slice_neck[1].out_channels = 32
-model = dict(
-    backbone=dict(base_channels=8, stage_blocks=[1, 1, 1, 1], norm_cfg=norm_cfg),
-    neck=slice_neck,
-    rpn_head=dict(in_channels=32, feat_channels=32),
-    roi_head=dict(bbox_roi_extractor=dict(out_channels=32),
-                  bbox_head=dict(in_channels=32, fc_out_channels=32)),
+TINY_MODEL = tiny_mp3d_model(model_extra="""
     train_cfg=dict(rpn_proposal=dict(nms_pre=200, max_per_img=100),
                    rcnn=dict(sampler=dict(num=32))),
-    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=100), rcnn=dict(score_thr=0.0)))
+    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=100), rcnn=dict(score_thr=0.0))""") + """
 randomness = dict(seed=0)
 """
 

@@ -11,6 +11,7 @@ import pytest
 from mmengine.config import Config
 
 from mp3d_mmdet.datasets.synthetic import make_synthetic_deeplesion
+from tiny_mp3d import tiny_mp3d_model
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 BIN = osp.dirname(sys.executable)
@@ -22,17 +23,7 @@ def _tiny_config(data_root: str, work_dir: str, max_epochs: int) -> str:
 _base_ = {osp.join(REPO, 'configs', 'mp3d_fpn_synthetic_demo.py')!r}
 data_root = {data_root!r}
 work_dir = {work_dir!r}
-norm_cfg = dict(type='GN', num_groups=4, requires_grad=True)
-stage_channels = [32, 64, 128, 256]
-slice_neck = _base_.model.neck
-slice_neck[0].in_channels = stage_channels
-slice_neck[1].in_channels = stage_channels
-slice_neck[1].out_channels = 32
-model = dict(
-    backbone=dict(base_channels=8, norm_cfg=norm_cfg), neck=slice_neck,
-    rpn_head=dict(in_channels=32, feat_channels=32),
-    roi_head=dict(bbox_roi_extractor=dict(out_channels=32),
-                  bbox_head=dict(in_channels=32, fc_out_channels=32)))
+{tiny_mp3d_model()}
 train_pipeline = _base_.train_pipeline
 train_pipeline[2].scales = [(56, 56), (64, 64)]
 test_pipeline = _base_.test_pipeline

@@ -21,10 +21,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from froc_samples import data_sample, lesion
 from mmdet.registry import METRICS
-from mmdet.structures import DetDataSample
 from mmengine.evaluator import Evaluator
-from mmengine.structures import InstanceData
 
 from mp3d_mmdet.evaluation import FROCMetric
 from mp3d_mmdet.evaluation.metrics import load_records_json
@@ -34,23 +33,6 @@ pytestmark = pytest.mark.filterwarnings('ignore:FROCMetric. subset .* has no les
 
 A, B, C, D = [0, 0, 9, 9], [20, 20, 29, 29], [40, 40, 49, 49], [60, 60, 69, 69]
 FAR = [200, 200, 209, 209]
-
-
-def lesion(box, lesion_type, diameter, ignore=0):
-    return dict(bbox=box, bbox_label=0, ignore_flag=ignore, lesion_type=lesion_type,
-                long_diameter_mm=diameter)
-
-
-def data_sample(img_id, interval, instances, detections):
-    sample = DetDataSample()
-    sample.set_metainfo(dict(img_id=img_id, img_path=f'{img_id:03d}.png', ori_shape=(512, 512),
-                             instances=instances, slice_interval=interval))
-    pred = InstanceData()
-    pred.bboxes = torch.tensor([d[:4] for d in detections], dtype=torch.float32).reshape(-1, 4)
-    pred.scores = torch.tensor([d[4] for d in detections], dtype=torch.float32)
-    pred.labels = torch.zeros(len(detections), dtype=torch.long)
-    sample.pred_instances = pred
-    return sample
 
 
 def scene():
