@@ -127,8 +127,7 @@ def attach_csv_ground_truth(samples: List[Dict[str, Any]], ann: str, split: str,
                                 ann_file=osp.basename(ann), split=split,
                                 exclude_noisy=not keep_noisy, check_files=False, pipeline=[],
                                 test_mode=True, lazy_init=False)
-    items = {dataset.get_data_info(i)['img_id']: dataset.get_data_info(i)
-             for i in range(len(dataset))}
+    items = {info['img_id']: info for info in map(dataset.get_data_info, range(len(dataset)))}
     seen = set()
     merged = []
     for sample in samples:

@@ -10,6 +10,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..datasets.transforms.slice_sampling import clip_and_scale_hu
 from ..evaluation.functional.box_iou import box_iou
 
 #: Display window (HU) for soft tissue: level 40, width 400.
@@ -30,11 +31,7 @@ def window_hu(hu: np.ndarray, window: Tuple[float, float] = SOFT_TISSUE_WINDOW) 
     Returns:
         ``(H, W)`` uint8 image.
     """
-    low, high = float(window[0]), float(window[1])
-    if not high > low:
-        raise ValueError(f'window must be (low, high) with high > low, got {window!r}')
-    scaled = (np.asarray(hu, dtype=np.float32) - low) * (255.0 / (high - low))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    return clip_and_scale_hu(hu, window, (0.0, 255.0)).astype(np.uint8)
 
 
 def draw_lesion_overlay(hu: np.ndarray,

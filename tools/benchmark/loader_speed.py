@@ -48,10 +48,10 @@ from mp3d_mmdet.datasets.transforms import LoadCTSlices
 # H100 at batch 1 -- docs/model_complexity.md --, i.e. ~27 TFLOPS effective on a card with
 # 9x the TITAN V's tensor peak.)
 GPU_SAMPLES_PER_SECOND = 8.0
-GPU_ASSUMPTION = ('assumed GPU consumption: 8 samples/s (MP3D FPN 9 slices: 249 GMAC = '
-                  '~500 GFLOP forward x ~3 for training = ~1.5 TFLOP/sample; TITAN V mixed '
-                  'precision at ~12 TFLOPS effective, ~11 % of its 110 TFLOPS tensor-core '
-                  'peak)')
+GPU_ASSUMPTION = (f'assumed GPU consumption: {GPU_SAMPLES_PER_SECOND:g} samples/s (MP3D FPN 9 '
+                  'slices: 249 GMAC = ~500 GFLOP forward x ~3 for training = ~1.5 '
+                  'TFLOP/sample; TITAN V mixed precision at ~12 TFLOPS effective, ~11 % of its '
+                  '110 TFLOPS tensor-core peak)')
 
 
 def parse_args() -> argparse.Namespace:

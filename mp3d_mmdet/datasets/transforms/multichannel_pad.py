@@ -20,10 +20,6 @@ from mmdet.registry import TRANSFORMS
 
 __all__ = ['MultiChannelPad']
 
-_NUMPY_MODES = {'constant': 'constant', 'edge': 'edge', 'reflect': 'reflect',
-                'symmetric': 'symmetric'}
-
-
 @TRANSFORMS.register_module()
 class MultiChannelPad(Pad):
     """mmdet ``Pad`` that works for ``(H, W, N)`` images with any ``N``.
@@ -50,11 +46,11 @@ class MultiChannelPad(Pad):
             target_w, target_h = self.size
         pad_h, pad_w = max(target_h - height, 0), max(target_w - width, 0)
         widths = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (img.ndim - 2)
-        mode = _NUMPY_MODES[self.padding_mode]
-        if mode == 'constant':
+        # mmcv's padding modes (checked by Pad) are numpy's names with numpy's meaning
+        if self.padding_mode == 'constant':
             padded = np.pad(img, widths, mode='constant', constant_values=pad_val)
         else:
-            padded = np.pad(img, widths, mode=mode)
+            padded = np.pad(img, widths, mode=self.padding_mode)
         results['img'] = padded
         results['pad_shape'] = padded.shape
         results['pad_fixed_size'] = self.size

@@ -20,7 +20,7 @@ import numpy as np
 
 from .box_iou import box_iou
 
-__all__ = ['froc_curve_reference', 'interpolate_sensitivity_reference', 'sens_at_fp_reference']
+__all__ = ['froc_curve_reference', 'interpolate_sensitivity_reference']
 
 
 def froc_curve_reference(
@@ -109,13 +109,3 @@ def interpolate_sensitivity_reference(fp_per_image: np.ndarray, sensitivity: np.
             result.append(float(sensitivity[k] + (sensitivity[k + 1] - sensitivity[k]) * t))
     return np.array(result, dtype=np.float64)
 
-
-def sens_at_fp_reference(boxes_per_image: Sequence[np.ndarray],
-                         gts_per_image: Sequence[np.ndarray],
-                         fps: Sequence[float] = (0.5, 1, 2, 4, 8, 16),
-                         iou_thr: float = 0.5,
-                         legacy_plus_one: bool = True) -> np.ndarray:
-    """Sensitivity at the given FP-per-image rates, computed by the loop reference."""
-    sensitivity, fp_per_image = froc_curve_reference(boxes_per_image, gts_per_image, iou_thr,
-                                                     legacy_plus_one)
-    return interpolate_sensitivity_reference(fp_per_image, sensitivity, fps)

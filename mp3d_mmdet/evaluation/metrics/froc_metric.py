@@ -38,7 +38,7 @@ from terminaltables import AsciiTable
 
 from mmdet.registry import METRICS
 from ..functional.coco_ap import coco_ap
-from ..functional.froc import DEFAULT_FPS, FROCCurve, froc_curve, lesion_subset_froc_curves
+from ..functional.froc import DEFAULT_FPS, FROCCurve, lesion_subset_froc_curves
 from ..functional.froc_plot import plot_froc_curves
 from .froc_records import dump_records_json, record_from_data_sample
 
@@ -207,18 +207,23 @@ class FROCMetric(BaseMetric):
             raise ValueError(f'FROCMetric: none of the {len(results)} evaluated images has a '
                              f'ground-truth lesion (instances missing or all ignore_flag=1?)')
 
-        rows = [self._evaluate('all', boxes, gts)]
+        # 'all' and the breakdown subsets share one ranking and IoU matching
+        lesion_subsets = OrderedDict(all=np.ones(sum(len(g) for g in gts), dtype=bool))
+        if self.breakdowns:
+            lesion_subsets.update(self._breakdown_subsets(results, gts))
+        curves = lesion_subset_froc_curves(boxes, gts, lesion_subsets, self.iou_thr,
+                                           self.legacy_plus_one, self.out_of_subset_detections)
+        rows = [self._row(name, curves[name], int(mask.sum()), len(gts))
+                for name, mask in lesion_subsets.items()]
         metrics: Dict[str, float] = OrderedDict()
         metrics.update(self._row_metrics('', rows[0]))
         if self.compute_map:
             metrics[self.map_key] = coco_ap(boxes, gts, self.iou_thr, self.legacy_plus_one)
-        if self.breakdowns:
-            for row in self._breakdown_rows(results, boxes, gts):
-                rows.append(row)
-                metrics.update(self._row_metrics(row.name + '/', row))
-                if row.num_lesions == 0:
-                    warnings.warn(f'FROCMetric: subset {row.name!r} has no lesion; its '
-                                  f'sensitivities are NaN')
+        for row in rows[1:]:
+            metrics.update(self._row_metrics(row.name + '/', row))
+            if row.num_lesions == 0:
+                warnings.warn(f'FROCMetric: subset {row.name!r} has no lesion; its '
+                              f'sensitivities are NaN')
 
         print_log('\n' + self._format_table(rows, metrics.get(self.map_key)), logger=logger)
         if self.plot_froc:
@@ -231,14 +236,6 @@ class FROCMetric(BaseMetric):
         return metrics
 
     # ----------------------------------------------------------------------------- internals
-    def _evaluate(self, name: str, boxes: List[np.ndarray],
-                  gts: List[np.ndarray]) -> _SubsetResult:
-        """FROC of all lesions of the given images; NaN sensitivities when there is none."""
-        num_lesions = sum(len(g) for g in gts)
-        curve = (froc_curve(boxes, gts, self.iou_thr, self.legacy_plus_one)
-                 if num_lesions else None)
-        return self._row(name, curve, num_lesions, len(gts))
-
     def _row(self, name: str, curve: Optional[FROCCurve], num_lesions: int,
              num_images: int) -> _SubsetResult:
         """The report row of one curve (None: no lesion, NaN values)."""
@@ -249,10 +246,10 @@ class FROCMetric(BaseMetric):
         return _SubsetResult(name, num_lesions, num_images, sens,
                              float(sens[self._mean_mask].mean()), curve)
 
-    def _breakdown_rows(self, results: List[dict], boxes: List[np.ndarray],
-                        gts: List[np.ndarray]) -> List[_SubsetResult]:
-        """Rows of the lesion type, size and slice-interval subsets (module docstring)."""
-        rows = []
+    def _breakdown_subsets(self, results: List[dict],
+                           gts: List[np.ndarray]) -> 'OrderedDict[str, np.ndarray]':
+        """``(G,)`` lesion masks of the lesion type, size and slice-interval subsets (module
+        docstring), lesions in image order."""
         types = np.concatenate([r['gt_lesion_types'] for r in results])
         diameters = np.concatenate([r['gt_long_diameters_mm'] for r in results])
         lesion_subsets = OrderedDict(
@@ -269,11 +266,7 @@ class FROCMetric(BaseMetric):
         thr = SLICE_INTERVAL_THR_MM
         lesion_subsets[f'interval_le{thr:g}mm'] = lesion_intervals <= thr
         lesion_subsets[f'interval_gt{thr:g}mm'] = lesion_intervals > thr
-        curves = lesion_subset_froc_curves(boxes, gts, lesion_subsets, self.iou_thr,
-                                           self.legacy_plus_one, self.out_of_subset_detections)
-        for name, mask in lesion_subsets.items():
-            rows.append(self._row(name, curves[name], int(mask.sum()), len(gts)))
-        return rows
+        return lesion_subsets
 
     def _row_metrics(self, key_prefix: str, row: _SubsetResult) -> Dict[str, float]:
         values = OrderedDict((key_prefix + key, float(s))

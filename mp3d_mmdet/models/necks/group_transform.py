@@ -47,10 +47,8 @@ def resample_slice_weights(weight: Tensor, num_slices: int) -> Tensor:
     if num_slices == 1:
         return weight.sum(dim=1, keepdim=True)
     w = weight[:, :, 0, 0].float().unsqueeze(1)  # (C, 1, D_old)
-    if d_old == 1:
-        new = w.expand(c, 1, num_slices).clone()
-    else:
-        new = F.interpolate(w, size=num_slices, mode='linear', align_corners=True)
+    # (D_old = 1: align_corners=True repeats the single value)
+    new = F.interpolate(w, size=num_slices, mode='linear', align_corners=True)
     new = new * (d_old / num_slices)
     return new.squeeze(1).to(weight.dtype)[:, :, None, None]
 

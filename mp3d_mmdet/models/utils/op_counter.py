@@ -17,6 +17,7 @@ or functional call issued it (e.g. a 3D conv computed as a 2D conv on a folded v
 counted once, with its real size); it also works on ``meta`` tensors (shapes only,
 no compute), which is how the complexity tool measures a 512 x 512 detector in a second.
 """
+import math
 from collections import defaultdict
 from typing import Callable, Dict
 
@@ -28,21 +29,14 @@ __all__ = ['MacCounter', 'count_macs']
 aten = torch.ops.aten
 
 
-def _prod(xs) -> int:
-    p = 1
-    for x in xs:
-        p *= int(x)
-    return p
-
-
 def _conv_macs(args, kwargs, out) -> int:
     x, w = args[0], args[1]
     bias = args[2] if len(args) > 2 else kwargs.get('bias')
     transposed = bool(args[6]) if len(args) > 6 else bool(kwargs.get('transposed', False))
     if transposed:  # weight (C_in, C_out/groups, *k): each input meets C_out/g * prod(k)
-        macs = x.numel() * w.shape[1] * _prod(w.shape[2:])
+        macs = x.numel() * w.shape[1] * math.prod(w.shape[2:])
     else:
-        macs = out.numel() * w.shape[1] * _prod(w.shape[2:])
+        macs = out.numel() * w.shape[1] * math.prod(w.shape[2:])
     if bias is not None:
         macs += out.numel()
     return macs

@@ -35,6 +35,7 @@ Only an MP3D FPN (or its full-3D sibling MR3D: same class, same key layout) with
 neck is accepted: :func:`check_mp3d_fpn_state_dict` raises a one-line ``ValueError``
 naming what is wrong for anything else (a 2D ResNet stem, no ``backbone.`` keys, no GTM).
 """
+import math
 import os
 import os.path as osp
 from collections import OrderedDict
@@ -98,14 +99,14 @@ class ConversionReport:
         for key, shape in self.carried:
             counts = groups.setdefault(_module_group(key), [0, 0])
             counts[0] += 1
-            counts[1] += _numel(shape)
+            counts[1] += math.prod(shape)
         for group, (tensors, values) in groups.items():
             rows.append(('carried', str(tensors), f'{values:,}', group, ''))
         for key, old, new in self.adapted:
-            rows.append(('adapted', '1', f'{_numel(old):,} -> {_numel(new):,}', key,
+            rows.append(('adapted', '1', f'{math.prod(old):,} -> {math.prod(new):,}', key,
                          f'{old} -> {new}'))
         for key, shape in self.dropped:
-            rows.append(('dropped', '1', f'{_numel(shape):,}', key, str(shape)))
+            rows.append(('dropped', '1', f'{math.prod(shape):,}', key, str(shape)))
         header = ('action', 'tensors', 'values', 'module / key', 'shape')
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
         lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
@@ -114,13 +115,6 @@ class ConversionReport:
         lines.append(f'total: {len(self.carried)} carried, {len(self.adapted)} adapted '
                      f'(GTM: {GTM_RULE}), {len(self.dropped)} dropped')
         return '\n'.join(lines)
-
-
-def _numel(shape: Shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 def _module_group(key: str) -> str:

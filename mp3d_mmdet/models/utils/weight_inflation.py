@@ -234,9 +234,7 @@ def inflate_2d_state_dict(state_dict_2d: Mapping[str, Tensor],
                 inf.put(f'{p}.conv_s.weight', w2[:, :, None], f'{s}.conv2.weight')
                 inf.norm(f'{p}.norm_s', f'{s}.norm2')
                 ct = blk.conv_t
-                eye = torch.zeros(ct.weight.shape, dtype=w2.dtype)
-                idx = torch.arange(min(ct.in_channels, ct.out_channels))
-                eye[idx, idx, ct.kernel_size[0] // 2, 0, 0] = 1.0
+                eye = torch.nn.init.dirac_(torch.empty(ct.weight.shape, dtype=w2.dtype))
                 inf.put(f'{p}.conv_t.weight', eye, 'identity in depth')
                 if blk.pair_type == 'B':
                     inf.identity_norm(f'{p}.norm_t', 0.0, b_branch_bias, blk.norm_t)
