@@ -139,20 +139,21 @@ def link_slice_detections(slice_boxes: Sequence[np.ndarray],
     for z, (boxes, scores) in enumerate(_check_inputs(slice_boxes, slice_scores)):
         open_tracks = [t for t in open_tracks if z - t.slices[-1] - 1 <= max_gap]
         last_boxes = np.array([t.boxes[-1] for t in open_tracks]).reshape(-1, 4)
+        # the open tracks a box may still join: IoU >= iou_thr, -1 otherwise or once claimed
         to_open = box_iou(boxes, last_boxes)
-        placed: List[Tuple[np.ndarray, LinkedTrack]] = []  # (box, track) on this slice
-        claimed = set()
+        to_open[to_open < iou_thr] = -1.0
+        within = box_iou(boxes, boxes)  # boxes of this slice against each other
+        placed: List[Tuple[int, LinkedTrack]] = []  # (box index, track) on this slice
         for i in np.argsort(-scores, kind='stable').tolist():
-            overlaps = [(to_open[i, j], j) for j in range(len(open_tracks))
-                        if j not in claimed and to_open[i, j] >= iou_thr]
-            if overlaps:
-                _, j = max(overlaps, key=lambda o: (o[0], -o[1]))
-                claimed.add(j)
-                open_tracks[j].add(z, i, boxes[i], scores[i])
-                placed.append((boxes[i], open_tracks[j]))
-                continue
+            if to_open.shape[1]:
+                j = int(np.argmax(to_open[i]))  # best IoU; the first track on a tie
+                if to_open[i, j] >= iou_thr:
+                    to_open[:, j] = -1.0  # claimed
+                    open_tracks[j].add(z, i, boxes[i], scores[i])
+                    placed.append((i, open_tracks[j]))
+                    continue
             if placed:
-                same_slice = box_iou(boxes[i:i + 1], np.array([p[0] for p in placed]))[0]
+                same_slice = within[i, [p[0] for p in placed]]
                 k = int(np.argmax(same_slice))
                 if same_slice[k] >= iou_thr:
                     placed[k][1].duplicates.append((z, i))
@@ -160,7 +161,7 @@ def link_slice_detections(slice_boxes: Sequence[np.ndarray],
             track = LinkedTrack()
             track.add(z, i, boxes[i], scores[i])
             tracks.append(track)
-            placed.append((boxes[i], track))
+            placed.append((i, track))
         open_ids = {id(t) for t in open_tracks}
         open_tracks = open_tracks + [p[1] for p in placed if id(p[1]) not in open_ids]
     tracks = _merge_parallel_tracks(tracks, iou_thr)
@@ -187,7 +188,8 @@ def _merge_parallel_tracks(tracks: List[LinkedTrack], iou_thr: float) -> List[Li
             members = on_slice[z]
             if len(members) < 2:
                 continue
-            iou = box_iou(np.array([b for _, b in members]), np.array([b for _, b in members]))
+            member_boxes = np.array([b for _, b in members])
+            iou = box_iou(member_boxes, member_boxes)
             for a, b in zip(*np.nonzero(np.triu(iou >= iou_thr, k=1))):
                 ra, rb = root(members[a][0]), root(members[b][0])
                 if ra != rb:

@@ -52,6 +52,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
+from mmdet.utils import get_test_pipeline_cfg
 from tqdm import tqdm
 
 from ..datasets.transforms.slice_sampling import neighbour_positions, sample_slices_from_volume
@@ -88,12 +89,9 @@ def load_inference_config(config: Union[str, Config]) -> Config:
 
 
 def _test_pipeline(cfg: Config) -> List[dict]:
-    try:
-        dataset = cfg.test_dataloader.dataset
-        while 'pipeline' not in dataset:
-            dataset = dataset['dataset'] if 'dataset' in dataset else dataset['datasets'][0]
-        pipeline = copy.deepcopy(list(dataset['pipeline']))
-    except (AttributeError, KeyError, IndexError, TypeError):
+    try:  # mmdet's lookup, through dataset wrappers
+        pipeline = copy.deepcopy(list(get_test_pipeline_cfg(cfg)))
+    except (AttributeError, KeyError, IndexError, TypeError, RuntimeError):
         raise InferenceSetupError('the config has no test_dataloader.dataset.pipeline') from None
     if not pipeline or str(pipeline[0].get('type', '')).split('.')[-1] != 'LoadCTSlices':
         first = pipeline[0].get('type') if pipeline else None
@@ -174,6 +172,10 @@ def plan_in_plane_resize(resize_cfg: Optional[Dict[str, Any]], slice_shape: Tupl
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
     base = {k: v for k, v in (resize_cfg or {'type': 'Resize'}).items()
             if k not in ('scale', 'scale_factor', 'keep_ratio')}
+    scale = resize_cfg.get('scale') if resize_cfg is not None else None
+    if scale is not None:
+        scale = tuple(scale) if isinstance(scale, (list, tuple)) else (scale, scale)
+    keep_ratio = resize_cfg is not None and resize_cfg.get('keep_ratio', False)
     if target_spacing is not None:
         if not np.isfinite(target_spacing) or target_spacing <= 0:
             raise InferenceSetupError(f'pixel_spacing must be > 0 mm, got {target_spacing!r}')
@@ -183,13 +185,8 @@ def plan_in_plane_resize(resize_cfg: Optional[Dict[str, Any]], slice_shape: Tupl
     elif abs(sx - sy) <= _ANISOTROPY_TOL * min(sx, sy):
         if resize_cfg is None:
             return None, (width, height), 'no resize (the test pipeline has no Resize)'
-        if resize_cfg.get('scale') is not None:
-            scale = resize_cfg['scale']
-            scale = tuple(scale) if isinstance(scale, (list, tuple)) else (scale, scale)
-            if resize_cfg.get('keep_ratio', False):
-                size = rescale_size((width, height), scale)
-            else:
-                size = scale
+        if scale is not None:
+            size = rescale_size((width, height), scale) if keep_ratio else scale
         else:
             size = rescale_size((width, height), float(resize_cfg['scale_factor']))
         return dict(resize_cfg), tuple(int(s) for s in size), (
@@ -200,14 +197,11 @@ def plan_in_plane_resize(resize_cfg: Optional[Dict[str, Any]], slice_shape: Tupl
         square = (width * sx / iso, height * sy / iso)
         if resize_cfg is None:
             size = square
-        elif resize_cfg.get('scale') is not None and resize_cfg.get('keep_ratio', False):
-            scale = resize_cfg['scale']
-            scale = tuple(scale) if isinstance(scale, (list, tuple)) else (scale, scale)
-            factor = min(max(scale) / max(square), min(scale) / min(square))
+        elif scale is not None and keep_ratio:
+            _, factor = rescale_size(square, scale, return_scale=True)
             size = (square[0] * factor, square[1] * factor)
-        elif resize_cfg.get('scale') is not None:
-            size = tuple(resize_cfg['scale']) if isinstance(resize_cfg['scale'], (list, tuple)) \
-                else (resize_cfg['scale'], resize_cfg['scale'])
+        elif scale is not None:
+            size = scale
         else:
             factor = float(resize_cfg['scale_factor'])
             size = (square[0] * factor, square[1] * factor)
