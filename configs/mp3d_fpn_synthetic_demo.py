@@ -5,8 +5,8 @@
 # R-CNN; what changes is the width (base 16 channels instead of 64), one block per stage
 # instead of [3, 4, 6, 3], the input scale (160 instead of 512), the HU window (see below) and
 # the schedule. The data:
-#   python tools/make_synthetic_deeplesion.py --out work_dirs/demo/data --num-patients 60 \
-#       --seed 0 --image-size 160 --lesion-diameter-mm 15 45
+#   python tools/make_synthetic_deeplesion.py --out work_dirs/demo/data --preset demo --seed 0
+# (60 patients, 160 x 160 px, lesions of 15-45 mm)
 _base_ = './mp3d_fpn_deeplesion_2x.py'
 
 data_root = 'work_dirs/demo/data/'

@@ -32,8 +32,7 @@ step "synthetic DeepLesion-format data in $OUT/data"
 if [[ -f "$OUT/data/DL_info.csv" ]]; then
   echo "reusing $OUT/data (delete it to regenerate)"
 else
-  "$PY" tools/make_synthetic_deeplesion.py --out "$OUT/data" --num-patients 60 --seed "$SEED" \
-    --image-size 160 --lesion-diameter-mm 15 45
+  "$PY" tools/make_synthetic_deeplesion.py --out "$OUT/data" --preset demo --seed "$SEED"
 fi
 
 step "train: mim train mmdet $CONFIG"

@@ -5,20 +5,30 @@ Example::
     python tools/make_synthetic_deeplesion.py --out data/synthetic_deeplesion \
         --num-patients 20 --seed 0 --image-size 256
 
-See :mod:`mp3d_mmdet.datasets.synthetic` for what the data contains.
+See :mod:`mp3d_mmdet.datasets.synthetic` for what the data contains. ``--preset demo`` is the
+set of the demo (``tools/demo.sh``) and of ``tools/benchmark/context_benefit.py``; explicit
+options override a preset's values.
 """
 import argparse
 import json
 import sys
 import time
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from mp3d_mmdet.datasets.synthetic import make_synthetic_deeplesion
+
+
+#: Named argument sets: the demo's data (configs/mp3d_fpn_synthetic_demo.py trains on it).
+PRESETS: Dict[str, Dict[str, Any]] = {
+    'demo': dict(num_patients=60, image_size=160, lesion_diameter_mm=(15.0, 45.0)),
+}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Write a synthetic DeepLesion-format dataset (DL_info.csv + Images_png/).')
+    parser.add_argument('--preset', choices=sorted(PRESETS),
+                        help='a named set of the options below (explicit options win)')
     parser.add_argument('--out', required=True, help='output folder (must not hold a dataset)')
     parser.add_argument('--num-patients', type=int, default=12, help='patients (>= 3)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (deterministic output)')
@@ -37,6 +47,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='cap of the vessel diameters (default: none, drawn exactly like '
                         'the lesion diameters)')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    preset = parser.parse_known_args(argv)[0].preset
+    if preset is not None:
+        parser.set_defaults(**PRESETS[preset])
     return parser.parse_args(argv)
 
 

@@ -192,8 +192,9 @@ def _parse_row(path: str, csv_row: int, fields: Dict[str, str]) -> DLInfoRow:
     if noisy not in (0, 1):
         raise p.error('Possibly_noisy', 'expected 0 or 1')
 
-    first, last = (int(v) for v in p.numbers('Slice_range', 2))
-    if p.numbers('Slice_range', 2) != (first, last):
+    slice_range = p.numbers('Slice_range', 2)
+    first, last = (int(v) for v in slice_range)
+    if slice_range != (first, last):
         raise p.error('Slice_range', 'expected two integers')
     if not first <= key_slice_index <= last:
         raise p.error('Slice_range', f'expected first <= Key_slice_index ({key_slice_index}) '

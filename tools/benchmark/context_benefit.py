@@ -111,8 +111,7 @@ def main(argv: List[str]) -> int:
     data_root = osp.join(REPO, 'work_dirs', 'demo', 'data')
     if not osp.isfile(osp.join(data_root, 'DL_info.csv')):
         subprocess.run([sys.executable, osp.join(REPO, 'tools', 'make_synthetic_deeplesion.py'),
-                        '--out', data_root, '--num-patients', '60', '--seed', '0',
-                        '--image-size', '160', '--lesion-diameter-mm', '15', '45'], check=True)
+                        '--out', data_root, '--preset', 'demo', '--seed', '0'], check=True)
     names = ['mp3d_9slices', '2d_key_slice'] + (['3dce_9slices'] if args.with_3dce else [])
     results = {name: train_and_test(name, args.out) for name in names}
 
