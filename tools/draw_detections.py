@@ -16,12 +16,12 @@ import sys
 from typing import List
 
 import cv2
-import numpy as np
 from mmengine.fileio import load
 
 from mp3d_mmdet.datasets.transforms.loading import read_uint16_png
 from mp3d_mmdet.datasets.transforms.slice_sampling import png_to_hu
-from mp3d_mmdet.visualization import draw_lesion_overlay
+from mp3d_mmdet.evaluation.metrics import record_from_data_sample
+from mp3d_mmdet.visualization import SOFT_TISSUE_WINDOW, draw_lesion_overlay
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -31,14 +31,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument('--num', type=int, default=6, help='number of slices to draw')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='smallest detection score drawn')
-    parser.add_argument('--window', type=float, nargs=2, default=(-160.0, 240.0),
+    parser.add_argument('--window', type=float, nargs=2, default=SOFT_TISSUE_WINDOW,
                         metavar=('LOW', 'HIGH'), help='display window in HU')
     parser.add_argument('--upscale', type=int, default=2, help='zoom factor of the pictures')
     return parser.parse_args(argv)
-
-
-def _to_numpy(value) -> np.ndarray:
-    return value.numpy() if hasattr(value, 'numpy') else np.asarray(value)
 
 
 def main(argv: List[str]) -> int:
@@ -57,11 +53,9 @@ def main(argv: List[str]) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     for result in chosen:
         hu = png_to_hu(read_uint16_png(result['img_path']))
-        gt = np.array([inst['bbox'] for inst in result['instances']
-                       if not inst.get('ignore_flag', 0)], dtype=np.float64).reshape(-1, 4)
-        pred = result['pred_instances']
+        record = record_from_data_sample(result, require_metadata=False)  # as the metric reads it
         canvas = draw_lesion_overlay(
-            hu, gt, _to_numpy(pred['bboxes']), _to_numpy(pred['scores']),
+            hu, record['gt_bboxes'], record['pred_bboxes'], record['pred_scores'],
             score_thr=args.score_thr, window=tuple(args.window), upscale=args.upscale,
             title=osp.relpath(result['img_path'], osp.dirname(osp.dirname(
                 osp.dirname(result['img_path'])))))

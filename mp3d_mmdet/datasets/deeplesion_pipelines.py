@@ -17,25 +17,9 @@ and vertical flips; multi-scale resize to {448, 512, 576}. Test: resize to 512.
   :class:`mp3d_mmdet.datasets.transforms.MultiChannelPad` if an image-level pad is needed (the
   default pipeline needs none: ``DetDataPreprocessor`` pads the batch).
 
-The lists below are the defaults of :func:`deeplesion_train_pipeline` /
-:func:`deeplesion_test_pipeline`::
-
-    train_pipeline = [
-        dict(type='LoadCTSlices', num_slices=9, slice_interval=2.5,
-             hu_window=(-1024, 1050), flip_slice_order_prob=0.0),
-        dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='RandomChoiceResize', scales=[(448, 448), (512, 512), (576, 576)],
-             keep_ratio=True),
-        dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
-             direction=['horizontal', 'vertical', 'diagonal']),
-        dict(type='PackDetInputs', meta_keys=DEEPLESION_META_KEYS),
-    ]
-    test_pipeline = [
-        dict(type='LoadCTSlices', num_slices=9, slice_interval=2.5,
-             hu_window=(-1024, 1050)),
-        dict(type='Resize', scale=(512, 512), keep_ratio=True),
-        dict(type='PackDetInputs', meta_keys=DEEPLESION_META_KEYS),
-    ]
+With their defaults, :func:`deeplesion_train_pipeline` / :func:`deeplesion_test_pipeline`
+return exactly the ``train_pipeline`` / ``test_pipeline`` of
+``configs/_base_/datasets/deeplesion.py`` (a test keeps the two equal).
 """
 from typing import List, Sequence, Tuple
 

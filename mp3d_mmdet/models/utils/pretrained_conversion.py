@@ -124,12 +124,12 @@ def _module_group(key: str) -> str:
     return '.'.join(parts[:min(depth, len(parts) - 1)]) or key
 
 
-def _gtm_levels(state_dict: Mapping[str, Tensor]) -> List[str]:
-    """GTM weight keys ``neck.0.convs.<i>.weight`` in level order."""
+def _gtm_levels(state_dict: Mapping[str, Tensor], prefix: str = GTM_PREFIX) -> List[str]:
+    """GTM weight keys ``<prefix>convs.<i>.weight`` in level order."""
     levels = {}
     for key in state_dict:
-        if key.startswith(GTM_PREFIX + 'convs.') and key.endswith('.weight'):
-            index = key[len(GTM_PREFIX + 'convs.'):-len('.weight')]
+        if key.startswith(prefix + 'convs.') and key.endswith('.weight'):
+            index = key[len(prefix + 'convs.'):-len('.weight')]
             if index.isdigit():
                 levels[int(index)] = key
     return [levels[i] for i in sorted(levels)]

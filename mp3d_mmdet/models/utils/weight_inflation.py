@@ -306,20 +306,19 @@ def adapt_group_transform_weights(state_dict: Mapping[str, Tensor],
         change is logged at WARNING. Raises ``ValueError`` if no such key exists.
     """
     from ..necks.group_transform import resample_slice_weights
-    pattern = re.compile(re.escape(prefix) + r'convs\.(\d+)\.weight$')
-    out = OrderedDict(state_dict)
-    found = False
-    for k, v in state_dict.items():
-        if pattern.match(k):
-            found = True
-            if v.shape[1] != num_slices:
-                out[k] = resample_slice_weights(v, num_slices)
-                print_log(f'adapt_group_transform_weights: {k} {tuple(v.shape)} -> '
-                          f'{tuple(out[k].shape)} (linear resampling along the slices)',
-                          logger='current', level=logging.WARNING)
-    if not found:
+    from .pretrained_conversion import _gtm_levels
+    keys = _gtm_levels(state_dict, prefix)
+    if not keys:
         raise ValueError(f'no GroupTransform weights {prefix}convs.<i>.weight in the '
                          'state dict')
+    out = OrderedDict(state_dict)
+    for k in keys:
+        v = state_dict[k]
+        if v.shape[1] != num_slices:
+            out[k] = resample_slice_weights(v, num_slices)
+            print_log(f'adapt_group_transform_weights: {k} {tuple(v.shape)} -> '
+                      f'{tuple(out[k].shape)} (linear resampling along the slices)',
+                      logger='current', level=logging.WARNING)
     return out
 
 
