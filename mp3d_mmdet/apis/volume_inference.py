@@ -10,8 +10,8 @@ plan/assembly functions ``LoadCTSlices`` calls on DeepLesion PNGs: neighbours ev
 ``slice_interval`` mm linearly interpolated along z from the volume's real spacing, slices
 beyond the volume ends replaced by the first/last slice (edge replication; the number of
 slices affected is recorded), HU clipped to the window and scaled. The rest of the config's
-test pipeline (``Resize``, ``PackDetInputs``, ...) then runs unchanged through mmdet's own
-transforms, and the model's ``test_step`` (data preprocessor + predict with
+test pipeline (``SliceWiseResize``, ``PackDetInputs``, ...) then runs unchanged through the
+registered transforms, and the model's ``test_step`` (data preprocessor + predict with
 ``rescale=True``) returns boxes in the slice's own pixel grid.
 
 **In-plane pixel spacing rule.** The paper's model has no fixed in-plane spacing: DeepLesion
@@ -28,9 +28,10 @@ arguments, e.g. the interpolation, are kept):
   resized to square pixels at ``min(sx, sy)`` and then to the config's test scale with the
   config's own rule (``mmcv.rescale_size``), in one resize.
 
-The resize is mmdet's ``Resize`` on the windowed N-channel image, exactly where training
-resizes, and ``scale_factor`` maps the boxes back. The chosen rule and the effective mm/px are
-recorded in the outputs.
+The resize is the config's test ``Resize`` (mmdet's ``Resize`` or ``SliceWiseResize``;
+``SliceWiseResize`` when the config has none) on the windowed N-channel image, exactly where
+training resizes, and ``scale_factor`` maps the boxes back. The chosen rule and the effective
+mm/px are recorded in the outputs.
 
 **Bounded memory.** The volume is held once; inputs are assembled per batch of
 ``batch_size`` slices (``batch_size`` x ``(H, W, N)`` float32 plus the resized copies), never
@@ -56,6 +57,7 @@ from mmdet.utils import get_test_pipeline_cfg
 from tqdm import tqdm
 
 from ..datasets.transforms.slice_sampling import neighbour_positions, sample_slices_from_volume
+from ..datasets.transforms.slice_wise_resize import SliceWiseResize
 from .volume_io import CTVolume
 
 __all__ = ['InferenceSetupError', 'SliceInputSettings', 'SliceDetections',
@@ -109,7 +111,8 @@ class SliceInputSettings:
         slice_interval (float): mm between channels.
         hu_window (tuple[float, float]): HU clip window.
         out_range (tuple[float, float]): values the window is scaled to.
-        resize (dict | None): the config's test ``Resize`` entry (None if it has none).
+        resize (dict | None): the config's test ``Resize`` entry (the first transform that builds
+            mmdet's ``Resize`` or ``SliceWiseResize``; None if it has none).
     """
     num_slices: int
     slice_interval: float
@@ -127,7 +130,15 @@ class SliceInputSettings:
 
 
 def _is_resize(transform: dict) -> bool:
-    return str(transform.get('type', '')).split('.')[-1] == 'Resize'
+    """Whether a transform config builds mmdet's ``Resize`` or ``SliceWiseResize``.
+
+    (Not other ``Resize`` subclasses such as ``FixShapeResize``, whose arguments differ.)
+    """
+    from mmdet.datasets.transforms import Resize
+    from mmdet.registry import TRANSFORMS
+    kind = transform.get('type')
+    cls = kind if isinstance(kind, type) else TRANSFORMS.get(str(kind))
+    return cls is Resize or (isinstance(cls, type) and issubclass(cls, SliceWiseResize))
 
 
 def slice_input_settings(cfg: Config) -> SliceInputSettings:
@@ -170,7 +181,7 @@ def plan_in_plane_resize(resize_cfg: Optional[Dict[str, Any]], slice_shape: Tupl
     """
     height, width = slice_shape
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
-    base = {k: v for k, v in (resize_cfg or {'type': 'Resize'}).items()
+    base = {k: v for k, v in (resize_cfg or {'type': 'SliceWiseResize'}).items()
             if k not in ('scale', 'scale_factor', 'keep_ratio')}
     scale = resize_cfg.get('scale') if resize_cfg is not None else None
     if scale is not None:

@@ -8,7 +8,11 @@ and vertical flips; multi-scale resize to {448, 512, 576}. Test: resize to 512.
   happens independently with probability 0.5 -- the same distribution as two chained 0.5
   flips, but ``flip``/``flip_direction`` in the metadata stay exact (a second ``RandomFlip``
   would overwrite the first one's record).
-* ``keep_ratio=True`` maps a 512 x 512 (or 768 x 768) image onto the square scale.
+* ``keep_ratio=True`` maps a 512 x 512 (or 768 x 768) image onto the square scale. The resize
+  is :class:`mp3d_mmdet.datasets.transforms.SliceWiseResize`: mmdet's ``Resize`` with the
+  ``cv2.resize`` done slice by slice, so that the image ``LoadCTSlices`` builds in
+  ``(N, H, W)`` memory order reaches ``PackDetInputs`` in that order (no interleaving and
+  transposing back; ``tools/benchmark/loader_speed.py``).
 * Every transform used here handles any number of channels: ``mmcv.imresize`` (cv2.resize)
   and ``mmcv.imflip`` (np.flip) are channel-agnostic (checked for N = 3, 5, 9, 11 in
   ``tests/test_datasets/test_transforms/test_multichannel_augmentation.py``). mmdet's ``Pad``
@@ -54,7 +58,7 @@ def deeplesion_train_pipeline(num_slices: int = 9,
              hu_window=tuple(hu_window), flip_slice_order_prob=flip_slice_order_prob),
         dict(type='LoadAnnotations', with_bbox=True),
         dict(type='RandomChoiceResize', scales=[(int(s), int(s)) for s in scales],
-             keep_ratio=True),
+             keep_ratio=True, resize_type='SliceWiseResize'),
         dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
              direction=['horizontal', 'vertical', 'diagonal']),
         dict(type='PackDetInputs', meta_keys=DEEPLESION_META_KEYS),
@@ -79,6 +83,6 @@ def deeplesion_test_pipeline(num_slices: int = 9,
     return [
         dict(type='LoadCTSlices', num_slices=num_slices, slice_interval=slice_interval,
              hu_window=tuple(hu_window)),
-        dict(type='Resize', scale=(int(scale), int(scale)), keep_ratio=True),
+        dict(type='SliceWiseResize', scale=(int(scale), int(scale)), keep_ratio=True),
         dict(type='PackDetInputs', meta_keys=DEEPLESION_META_KEYS),
     ]

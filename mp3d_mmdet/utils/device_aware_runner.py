@@ -12,7 +12,7 @@ CPU on a GPU machine) it adapts the config before building, and logs each change
 * ``env_cfg.dist_cfg.backend``: ``nccl`` -> ``gloo``;
 * ``model_wrapper_cfg``: ``MMDistributedDataParallel`` with ``device_ids=None`` (CPU DDP);
 * ``torch.cuda.set_device`` is skipped while mmengine initialises the process group;
-* glibc keeps freed memory for reuse (:func:`~mp3d_mmdet.models.utils.retain_freed_cpu_memory`):
+* glibc keeps freed memory for reuse (:func:`~mp3d_mmdet.utils.retain_freed_cpu_memory`):
   the 3D activations exceed malloc's mmap threshold and would otherwise be page-faulted
   afresh in every pass, about half of the backbone's CPU time.
 
@@ -31,7 +31,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from ..models.utils.cpu_memory import retain_freed_cpu_memory
+from .cpu_memory import retain_freed_cpu_memory
 
 #: Keys of AmpOptimWrapper that the plain OptimWrapper does not accept.
 _AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')

@@ -46,13 +46,24 @@ def test_settings_come_from_the_test_pipeline(tiny_cfg_path):
         osp.join(REPO, 'configs', 'mp3d_fpn_deeplesion_2x.py')))
     assert (paper.num_slices, paper.slice_interval) == (9, 2.5)
     assert paper.hu_window == (-1024.0, 1050.0) and paper.out_range == (0.0, 255.0)
-    assert paper.resize == {'type': 'Resize', 'scale': (512, 512), 'keep_ratio': True}
+    assert paper.resize == {'type': 'SliceWiseResize', 'scale': (512, 512), 'keep_ratio': True}
     demo = slice_input_settings(load_inference_config(
         osp.join(REPO, 'configs', 'mp3d_fpn_synthetic_demo.py')))
     assert demo.resize['scale'] == (160, 160) and demo.num_slices == 9
     assert demo.hu_window == (-175.0, 275.0)  # the demo's own window reaches volume inference
     tiny = slice_input_settings(load_inference_config(tiny_cfg_path))
     assert (tiny.num_slices, tiny.slice_interval, tiny.resize['scale']) == (5, 2.5, (64, 64))
+
+
+@pytest.mark.parametrize('resize_type,found', [('Resize', True), ('mmdet.Resize', True),
+                                               ('SliceWiseResize', True),
+                                               ('FixShapeResize', False)])
+def test_test_resize_may_be_mmdets_own(tiny_cfg_path, resize_type, found):
+    cfg = load_inference_config(tiny_cfg_path)
+    cfg.test_dataloader.dataset.pipeline[1]['type'] = resize_type
+    resize = slice_input_settings(cfg).resize
+    assert (resize == dict(type=resize_type, scale=(64, 64), keep_ratio=True)) if found \
+        else resize is None
 
 
 def test_in_plane_resize_rules():

@@ -17,7 +17,7 @@ Examples::
     python tools/benchmark/backbone_speed.py --device cuda --amp --backward
 
 ``--malloc retain`` (default on CPU) keeps freed memory in the process (see
-``mp3d_mmdet.models.utils.cpu_memory``) for all models alike; ``--malloc default``
+``mp3d_mmdet.utils.cpu_memory``) for all models alike; ``--malloc default``
 leaves glibc as it is (large activations are then page-faulted every pass).
 """
 import argparse
@@ -266,7 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     import mp3d_mmdet  # noqa: F401  (registers the models)
     from mmdet.utils import register_all_modules
-    from mp3d_mmdet.models.utils import retain_freed_cpu_memory
+    from mp3d_mmdet.utils import retain_freed_cpu_memory
     register_all_modules(init_default_scope=True)
     if args.threads:
         torch.set_num_threads(args.threads)

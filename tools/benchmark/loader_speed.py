@@ -3,12 +3,19 @@
 For every sample of the training split, measured side by side in one run (after one warm-up
 pass so that both read from the page cache):
 
-* ``sample``: ``dataset[i]`` with the paper's training pipeline -- LoadCTSlices (decode +
-  interpolate + clip/scale), LoadAnnotations, RandomChoiceResize {448, 512, 576}, the flips,
-  PackDetInputs -- i.e. what one dataloader worker does per sample;
+* ``sample``: ``dataset[i]`` with the paper's training pipeline
+  (:func:`mp3d_mmdet.datasets.deeplesion_train_pipeline`, = the config's) -- LoadCTSlices
+  (decode + interpolate + clip/scale), LoadAnnotations, RandomChoiceResize {448, 512, 576}
+  with SliceWiseResize, the flips, PackDetInputs -- i.e. what one dataloader worker does per
+  sample;
+* ``mmdet Resize``: the same pipeline with mmdet's own ``Resize`` as the resize type (which
+  interleaves the channels; PackDetInputs then transposes them back), for comparison;
 * ``load``: LoadCTSlices alone;
 * ``decode``: ``cv2.imread(path, IMREAD_UNCHANGED)`` of exactly the PNG files the sample
   reads (each once).
+
+LoadCTSlices makes malloc keep freed memory in the process it runs in (its default
+``retain_freed_memory=True``, as in every dataloader worker), so all four run with it.
 
 Prints per slice interval and overall: ms per sample, ms of bare decode, their ratio
 (target <= 1.3), and the sample rate of one worker against an assumed GPU consumption rate
@@ -93,9 +100,14 @@ def main() -> None:
                                       image_size=args.image_size, progress=False)
             print(f'generated {data_root} ({args.image_size} px, {args.num_patients} patients) '
                   f'in {time.perf_counter() - start:.1f} s')
-        dataset = DeepLesionDataset(
-            data_root=data_root, split='train', exclude_noisy=False,
-            pipeline=deeplesion_train_pipeline(num_slices=args.num_slices))
+        pipeline = deeplesion_train_pipeline(num_slices=args.num_slices)
+        dataset = DeepLesionDataset(data_root=data_root, split='train', exclude_noisy=False,
+                                    pipeline=pipeline)
+        mmdet_resize = copy.deepcopy(pipeline)
+        assert mmdet_resize[2]['resize_type'] == 'SliceWiseResize', mmdet_resize[2]
+        mmdet_resize[2]['resize_type'] = 'Resize'
+        dataset_mmdet_resize = DeepLesionDataset(data_root=data_root, split='train',
+                                                 exclude_noisy=False, pipeline=mmdet_resize)
         loader = LoadCTSlices(num_slices=args.num_slices)
         indices = list(range(min(len(dataset), args.max_samples)))
         infos = [dataset.get_data_info(i) for i in indices]
@@ -104,10 +116,11 @@ def main() -> None:
         np.random.seed(args.seed)
         for i in indices:  # warm-up: page cache, lazy imports
             dataset[i]
+            dataset_mmdet_resize[i]
             decode_files(files[i])
 
-        times: Dict[str, List[List[float]]] = {k: [[] for _ in indices]
-                                               for k in ('decode', 'load', 'sample')}
+        times: Dict[str, List[List[float]]] = {
+            k: [[] for _ in indices] for k in ('decode', 'load', 'sample', 'mmdet')}
         for _ in range(args.repeats):
             for i in indices:
                 start = time.perf_counter()
@@ -120,6 +133,9 @@ def main() -> None:
                 start = time.perf_counter()
                 dataset[i]
                 times['sample'][i].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                dataset_mmdet_resize[i]
+                times['mmdet'][i].append(time.perf_counter() - start)
         median = {k: np.array([statistics.median(t) for t in v]) for k, v in times.items()}
 
     groups = defaultdict(list)
@@ -129,15 +145,16 @@ def main() -> None:
     print(f'\n{args.num_slices}-slice training samples at 2.5 mm, median of {args.repeats} '
           'timed passes, one thread')
     print(f'{"series":>16} {"n":>4} {"files":>6} {"decode ms":>10} {"load ms":>9} '
-          f'{"sample ms":>10} {"load/dec":>9} {"sample/dec":>11}')
+          f'{"sample ms":>10} {"load/dec":>9} {"sample/dec":>11} {"w/ mmdet Resize":>16}')
     for name, members in sorted(groups.items(), key=lambda kv: (kv[0] == 'all', kv[0])):
         decode = median['decode'][members].sum()
         load = median['load'][members].sum()
         sample = median['sample'][members].sum()
+        mmdet = median['mmdet'][members].sum()
         n = len(members)
         print(f'{name:>16} {n:>4} {np.mean([len(files[i]) for i in members]):>6.1f} '
               f'{1e3 * decode / n:>10.2f} {1e3 * load / n:>9.2f} {1e3 * sample / n:>10.2f} '
-              f'{load / decode:>9.2f} {sample / decode:>11.2f}')
+              f'{load / decode:>9.2f} {sample / decode:>11.2f} {mmdet / decode:>16.2f}')
     total_sample = median['sample'].sum() / len(indices)
     ratio = median['sample'].sum() / median['decode'].sum()
     rate = 1.0 / total_sample
@@ -146,6 +163,8 @@ def main() -> None:
           f'{load_ratio:.2f}')
     print(f'whole training sample (assembly + augmentation + packing) / bare decode = '
           f'{ratio:.2f} (target <= 1.3: {"met" if ratio <= 1.3 else "NOT met"})')
+    print('the same with mmdet\'s Resize instead of SliceWiseResize / bare decode = '
+          f'{median["mmdet"].sum() / median["decode"].sum():.2f}')
     print(GPU_ASSUMPTION)
     print(f'one worker: {rate:.1f} samples/s = {rate / GPU_SAMPLES_PER_SECOND:.2f}x the assumed '
           f'GPU rate ({"sustains" if rate >= GPU_SAMPLES_PER_SECOND else "does NOT sustain"} '

@@ -7,7 +7,7 @@ weights unless ``--checkpoint`` is given -- the speed does not depend on them):
 * ``read``: :func:`mp3d_mmdet.apis.read_ct_volume` (SimpleITK read, checks, reorientation);
 * ``assemble``: the N-slice input of every slice (z interpolation at the model's 2.5 mm from
   the volume's 1.25 mm, HU window) -- :func:`sample_slices_from_volume`;
-* ``pipeline``: the config's test transforms after loading (Resize, PackDetInputs);
+* ``pipeline``: the config's test transforms after loading (SliceWiseResize, PackDetInputs);
 * ``network``: ``model.test_step`` (data preprocessor + forward + box post-processing);
 * ``link``: :func:`link_slice_detections` + :func:`measure_lesion_candidates`, on the boxes of
   the run (and, as a bound, on 100 boxes per slice -- the model's ``max_per_img``).
@@ -144,7 +144,7 @@ def main() -> int:
         f' (network timed on {len(chosen)} of {depth} slices and extrapolated)')
     print(f'\nper volume{extrapolated}:')
     rows = [('read (SimpleITK + checks)', read_s), ('assemble N-slice inputs', assemble_s),
-            ('test pipeline (Resize, Pack)', pipeline_s),
+            ('test pipeline (resize, pack)', pipeline_s),
             ('network (test_step)', network_s),
             ('box post-processing', postprocess_per_slice * depth),
             ('linking + measurements', link_s)]

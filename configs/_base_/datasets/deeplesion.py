@@ -20,8 +20,10 @@ train_pipeline = [
          hu_window=hu_window, flip_slice_order_prob=0.0),
     dict(type='LoadAnnotations', with_bbox=True),
     # The paper's augmentation: multi-scale {448, 512, 576}, horizontal and vertical flips.
+    # SliceWiseResize = mmdet's Resize, resizing the N slices plane by plane so that the image
+    # stays (N, H, W) in memory up to PackDetInputs (no channel interleaving, no transpose).
     dict(type='RandomChoiceResize', scales=[(448, 448), (512, 512), (576, 576)],
-         keep_ratio=True),
+         keep_ratio=True, resize_type='SliceWiseResize'),
     # Horizontal and vertical flips, each with probability 0.5 ('diagonal' = both), recorded
     # exactly in the metadata (two chained RandomFlips would overwrite each other's record).
     dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
@@ -33,7 +35,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadCTSlices', num_slices=num_slices, slice_interval=slice_interval,
          hu_window=hu_window),
-    dict(type='Resize', scale=(512, 512), keep_ratio=True),
+    dict(type='SliceWiseResize', scale=(512, 512), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys=meta_keys),
 ]
 

@@ -7,8 +7,9 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 
+from ...utils.cpu_memory import retain_freed_cpu_memory
 from ..dl_info import slice_file_name
-from .slice_sampling import (DEFAULT_HU_WINDOW, DEFAULT_OUT_RANGE, PNG_HU_OFFSET,
+from .slice_sampling import (DEFAULT_HU_WINDOW, DEFAULT_OUT_RANGE, PNG_HU_OFFSET, SlicePlan,
                              assemble_slices, neighbour_sampling_plan)
 
 __all__ = ['LoadCTSlices', 'read_uint16_png']
@@ -58,7 +59,10 @@ class LoadCTSlices(BaseTransform):
     Required keys: ``img_path`` (key slice PNG), ``series_dir``, ``key_slice``,
     ``slice_interval`` (mm) -- as produced by :class:`DeepLesionDataset`.
 
-    Added keys: ``img`` (float32 ``(H, W, N)``), ``img_shape`` and ``ori_shape`` (``(H, W)``),
+    Added keys: ``img`` (float32 ``(H, W, N)``, a view of a contiguous ``(N, H, W)`` array:
+    see :func:`~mp3d_mmdet.datasets.transforms.slice_sampling.assemble_slices`; resize it
+    with :class:`~mp3d_mmdet.datasets.transforms.SliceWiseResize` to keep that layout),
+    ``img_shape`` and ``ori_shape`` (``(H, W)``),
     ``slice_paths`` (list of ``N`` ``(lower_path, upper_path)`` files mixed into each channel),
     ``slice_weights`` (float64 ``(N,)`` weight of ``upper_path``), ``slice_order_flipped``
     (bool).
@@ -70,6 +74,12 @@ class LoadCTSlices(BaseTransform):
         out_range (Sequence[float]): output value range of the window. Defaults to (0, 255).
         flip_slice_order_prob (float): probability of reversing the channel order (training
             augmentation; the key slice stays in the centre). Defaults to 0.
+        retain_freed_memory (bool): on the first call in each process (each dataloader
+            worker), make glibc malloc reuse freed memory
+            (:func:`mp3d_mmdet.utils.retain_freed_cpu_memory`): a sample's ``N x H x W``
+            float32 arrays are above malloc's mmap threshold and would otherwise be mapped and
+            page-faulted afresh for every sample. The process keeps its peak heap (a few
+            samples' arrays) instead of returning it to the OS. Defaults to True.
     """
 
     def __init__(self,
@@ -77,7 +87,8 @@ class LoadCTSlices(BaseTransform):
                  slice_interval: float = 2.5,
                  hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
                  out_range: Sequence[float] = DEFAULT_OUT_RANGE,
-                 flip_slice_order_prob: float = 0.0) -> None:
+                 flip_slice_order_prob: float = 0.0,
+                 retain_freed_memory: bool = True) -> None:
         if not isinstance(num_slices, int) or num_slices < 1 or num_slices % 2 == 0:
             raise ValueError(f'num_slices must be an odd positive integer, got {num_slices!r}')
         if not slice_interval > 0:
@@ -94,6 +105,7 @@ class LoadCTSlices(BaseTransform):
         self.hu_window = (float(hu_window[0]), float(hu_window[1]))
         self.out_range = (float(out_range[0]), float(out_range[1]))
         self.flip_slice_order_prob = float(flip_slice_order_prob)
+        self.retain_freed_memory = bool(retain_freed_memory)
 
     def _available_indices(self, series_dir: str, key_slice: int,
                            real_interval: float) -> List[int]:
@@ -106,6 +118,8 @@ class LoadCTSlices(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         """Load the slices of ``results`` (see the class docstring for the keys)."""
+        if self.retain_freed_memory:
+            retain_freed_cpu_memory()  # once per process
         series_dir = results['series_dir']
         key_slice = int(results['key_slice'])
         real_interval = float(results['slice_interval'])
@@ -122,6 +136,11 @@ class LoadCTSlices(BaseTransform):
                                        self._available_indices(series_dir, key_slice,
                                                                real_interval))
 
+        flipped = bool(self.flip_slice_order_prob > 0
+                       and np.random.rand() < self.flip_slice_order_prob)
+        if flipped:  # reversing the plan reverses the channels (the key stays in the centre)
+            plan = SlicePlan(*(np.ascontiguousarray(field[::-1]) for field in plan))
+
         def read(index: int) -> np.ndarray:
             return read_uint16_png(osp.join(series_dir, slice_file_name(index)))
 
@@ -130,19 +149,12 @@ class LoadCTSlices(BaseTransform):
         paths = [(osp.join(series_dir, slice_file_name(lo)),
                   osp.join(series_dir, slice_file_name(up)))
                  for lo, up in zip(plan.lower.tolist(), plan.upper.tolist())]
-        weights = plan.upper_weight.copy()
-        flipped = bool(self.flip_slice_order_prob > 0
-                       and np.random.rand() < self.flip_slice_order_prob)
-        if flipped:
-            img = np.ascontiguousarray(img[:, :, ::-1])
-            paths = paths[::-1]
-            weights = weights[::-1].copy()
 
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         results['slice_paths'] = paths
-        results['slice_weights'] = weights
+        results['slice_weights'] = plan.upper_weight.copy()
         results['slice_order_flipped'] = flipped
         return results
 
@@ -150,4 +162,5 @@ class LoadCTSlices(BaseTransform):
         return (f'{self.__class__.__name__}(num_slices={self.num_slices}, '
                 f'slice_interval={self.slice_interval}, hu_window={self.hu_window}, '
                 f'out_range={self.out_range}, '
-                f'flip_slice_order_prob={self.flip_slice_order_prob})')
+                f'flip_slice_order_prob={self.flip_slice_order_prob}, '
+                f'retain_freed_memory={self.retain_freed_memory})')

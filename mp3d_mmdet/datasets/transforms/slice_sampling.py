@@ -1,6 +1,6 @@
 """Slice maths shared by every code path that builds an N-slice CT input.
 
-numpy plus two OpenCV calls for speed (``cv2.addWeighted``, ``cv2.merge``); no mmcv, mmdet
+numpy plus OpenCV calls for speed (``cv2.addWeighted``, ``cv2.threshold``); no mmcv, mmdet
 or torch imports in this module.
 
 One function chain turns "a key slice + its neighbours" into the detector input, whatever
@@ -34,7 +34,9 @@ The steps, all used by both paths:
 
 Array conventions: slice images are ``(H, W)``; the assembled input is ``(H, W, N)`` float32
 with the key slice in channel ``N // 2`` and channel order = increasing slice index
-(increasing file number).
+(increasing file number). Its memory is channel-planar: an ``(H, W, N)`` view of a
+C-contiguous ``(N, H, W)`` array (:func:`is_channel_planar`), which the N-slice pipeline keeps
+up to the ``(N, H, W)`` network input.
 """
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
@@ -43,6 +45,7 @@ import numpy as np
 
 __all__ = [
     'PNG_HU_OFFSET', 'DEFAULT_HU_WINDOW', 'DEFAULT_OUT_RANGE', 'SlicePlan', 'png_to_hu',
+    'is_channel_planar',
     'clip_and_scale_hu', 'neighbour_positions', 'neighbour_sampling_plan', 'assemble_slices',
     'sample_slices_from_volume'
 ]
@@ -92,6 +95,23 @@ def png_to_hu(values: np.ndarray) -> np.ndarray:
     hu = values.astype(np.float32)
     hu -= PNG_HU_OFFSET
     return hu
+
+
+def is_channel_planar(img: np.ndarray) -> bool:
+    """Whether an ``(H, W, N)`` image is a view of a C-contiguous ``(N, H, W)`` array.
+
+    True for the N-slice inputs of :func:`assemble_slices` (``N > 1``); False for interleaved
+    (C-contiguous ``(H, W, N)``) images, 2D images and single-channel images (whose two layouts
+    coincide).
+
+    Args:
+        img (np.ndarray): an image array.
+
+    Returns:
+        bool: ``img.transpose(2, 0, 1)`` is C-contiguous and ``img`` itself is not.
+    """
+    return (img.ndim == 3 and not img.flags.c_contiguous
+            and img.transpose(2, 0, 1).flags.c_contiguous)
 
 
 def _check_window(hu_window: Sequence[float], out_range: Sequence[float]) -> Tuple[float, float]:
@@ -220,9 +240,16 @@ def assemble_slices(plan: SlicePlan,
     linear mix of its two slices on HU values, then clipped to ``hu_window`` and scaled to
     ``out_range``. The mix and the linear part of the window are one fused
     ``cv2.addWeighted`` per channel (straight from the raw dtype to float32, computed in
-    double precision), then clipped (``cv2.min``/``cv2.max``) and the channels are
-    interleaved with ``cv2.merge`` -- the result equals mix-then-clip exactly (up to float32
+    double precision), written straight into its plane and clipped there (two
+    ``cv2.threshold`` passes) -- the result equals mix-then-clip exactly (up to float32
     rounding).
+
+    **Memory layout.** The result is an ``(H, W, N)`` view of a C-contiguous ``(N, H, W)``
+    buffer (channel-planar, :func:`is_channel_planar`): filling whole planes avoids
+    interleaving the channels, :class:`~mp3d_mmdet.datasets.transforms.SliceWiseResize`
+    resizes plane by plane, and mmdet's ``PackDetInputs`` then gets its ``(N, H, W)`` tensor
+    without a copy. Any other consumer sees an ordinary ``(H, W, N)`` array (OpenCV functions
+    copy it to interleaved order themselves).
 
     Args:
         plan (SlicePlan): from :func:`neighbour_sampling_plan`.
@@ -233,11 +260,13 @@ def assemble_slices(plan: SlicePlan,
         value_offset (float): added to the values returned by ``read_slice`` to get HU.
 
     Returns:
-        np.ndarray: float32 ``(H, W, N)``, C-contiguous, channel ``c`` = plan channel ``c``.
+        np.ndarray: float32 ``(H, W, N)`` view of a C-contiguous ``(N, H, W)`` array
+        (``img.transpose(2, 0, 1)`` is contiguous); channel ``c`` = plan channel ``c``.
     """
     low, scale = _check_window(hu_window, out_range)
-    # out = (HU - low) * scale + out_low = raw * scale + gamma
-    gamma = (float(value_offset) - low) * scale + float(out_range[0])
+    # out - out_low = (HU - low) * scale = raw * scale + gamma, clipped to [0, top]
+    gamma = (float(value_offset) - low) * scale
+    top = float(out_range[1]) - float(out_range[0])
 
     raw_slices: Dict[int, np.ndarray] = {}
     shape: Optional[Tuple[int, ...]] = None
@@ -258,26 +287,28 @@ def assemble_slices(plan: SlicePlan,
             raw_slices[index] = np.ascontiguousarray(raw)
         return raw_slices[index]
 
-    raw_slice(int(plan.lower[len(plan.lower) // 2]))  # the key slice: reference shape
-    channels = []
-    mixed: Dict[Tuple[int, int, float], np.ndarray] = {}
-    for lower, upper, weight in zip(plan.lower.tolist(), plan.upper.tolist(),
-                                    plan.upper_weight.tolist()):
+    key = raw_slice(int(plan.lower[len(plan.lower) // 2]))  # the key slice: reference shape
+    planes = np.empty((len(plan.lower), ) + key.shape, np.float32)
+    first_channel_of: Dict[Tuple[int, int, float], int] = {}
+    for channel, (lower, upper, weight) in enumerate(
+            zip(plan.lower.tolist(), plan.upper.tolist(), plan.upper_weight.tolist())):
         if lower == upper:
             weight = 0.0
-        key = (lower, upper if weight else lower, weight)
-        if key not in mixed:
-            lower_img, upper_img = raw_slice(lower), raw_slice(key[1])
-            channel = cv2.addWeighted(lower_img, (1.0 - weight) * scale, upper_img,
-                                      weight * scale, gamma, dtype=cv2.CV_32F)
-            # clip while the channel is hot in cache (2D: no 4-channel Scalar limit)
-            cv2.min(channel, float(out_range[1]), dst=channel)
-            cv2.max(channel, float(out_range[0]), dst=channel)
-            mixed[key] = channel
-        channels.append(mixed[key])
-    if len(channels) == 1:
-        return channels[0][..., None].copy()
-    return cv2.merge(channels)
+        source = (lower, upper if weight else lower, weight)
+        plane = planes[channel]
+        if source in first_channel_of:  # e.g. fallback slices: copy, do not recompute
+            np.copyto(plane, planes[first_channel_of[source]])
+            continue
+        first_channel_of[source] = channel
+        cv2.addWeighted(raw_slice(lower), (1.0 - weight) * scale, raw_slice(source[1]),
+                        weight * scale, gamma, dst=plane, dtype=cv2.CV_32F)
+        # clip while the plane is hot in cache: max(x, 0) then min(x, top) (two threshold
+        # passes cost half of cv2.max/cv2.min with a scalar)
+        cv2.threshold(plane, 0.0, 0.0, cv2.THRESH_TOZERO, dst=plane)
+        cv2.threshold(plane, top, 0.0, cv2.THRESH_TRUNC, dst=plane)
+    if float(out_range[0]) != 0.0:
+        planes += np.float32(out_range[0])
+    return planes.transpose(1, 2, 0)
 
 
 def sample_slices_from_volume(volume_hu: np.ndarray,

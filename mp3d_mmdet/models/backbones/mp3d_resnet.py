@@ -121,7 +121,7 @@ class MP3DResNet(BaseModule):
     ``conv2d`` on the slices folded into the batch, the ``3 x 1 x 1`` convs as matrix
     products over voxel rows, all on ``channels_last_3d`` maps; on CUDA ``conv3d``);
     ReLU and the residual sum run in place. On CPU, call
-    :func:`mp3d_mmdet.models.utils.retain_freed_cpu_memory` once per process: the
+    :func:`mp3d_mmdet.utils.retain_freed_cpu_memory` once per process: the
     activations are ``N`` times a 2D ResNet's and glibc would otherwise page-fault
     them afresh in every pass.
     """

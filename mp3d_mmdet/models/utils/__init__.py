@@ -1,10 +1,9 @@
 """Model utilities: 2D -> 3D weight inflation, slice-count adaptation, MAC counting."""
-from .cpu_memory import retain_freed_cpu_memory
 from .op_counter import MacCounter, count_macs
 from .weight_inflation import (Inflated2DPretrained, adapt_group_transform_weights,
                                canonical_resnet2d_keys, inflate_2d_state_dict)
 
 __all__ = [
     'MacCounter', 'count_macs', 'Inflated2DPretrained', 'adapt_group_transform_weights',
-    'canonical_resnet2d_keys', 'inflate_2d_state_dict', 'retain_freed_cpu_memory'
+    'canonical_resnet2d_keys', 'inflate_2d_state_dict'
 ]

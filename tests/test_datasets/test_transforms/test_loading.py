@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mp3d_mmdet.datasets.transforms import LoadCTSlices, sample_slices_from_volume
+from mp3d_mmdet.datasets.transforms import (LoadCTSlices, is_channel_planar,
+                                            sample_slices_from_volume)
 from mp3d_mmdet.datasets.transforms import loading
 from mmdet.registry import TRANSFORMS
 
@@ -103,7 +104,18 @@ def test_flip_slice_order(tmp_path):
                                rtol=1e-6)
     assert out['slice_order_flipped'] is True
     assert out['slice_paths'][0][0] == osp.join(folder, '006.png')
-    assert out['img'].flags.c_contiguous
+    assert is_channel_planar(out['img'])  # the reversed plan, not a reversed copy
+
+
+@pytest.mark.parametrize('retain', [True, False])
+def test_retain_freed_memory_is_applied_in_the_loading_process(tmp_path, monkeypatch, retain):
+    calls = []
+    monkeypatch.setattr(loading, 'retain_freed_cpu_memory', lambda: calls.append(1) or True)
+    folder = write_series(tmp_path / 's', {i: 0 for i in range(0, 9)})
+    load = LoadCTSlices(num_slices=3, slice_interval=1.0, retain_freed_memory=retain)
+    load(results_for(folder, 4, 1.0))
+    load(results_for(folder, 4, 1.0))
+    assert len(calls) == (2 if retain else 0)  # (retain_freed_cpu_memory acts once a process)
 
 
 def test_same_values_as_the_in_memory_volume_path(tmp_path):

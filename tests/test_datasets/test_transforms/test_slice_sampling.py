@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from mp3d_mmdet.datasets.transforms.slice_sampling import (
-    SlicePlan, assemble_slices, clip_and_scale_hu, neighbour_positions, neighbour_sampling_plan,
-    png_to_hu, sample_slices_from_volume)
+    SlicePlan, assemble_slices, clip_and_scale_hu, is_channel_planar, neighbour_positions,
+    neighbour_sampling_plan, png_to_hu, sample_slices_from_volume)
 
 
 def scaled(hu):
@@ -121,7 +121,7 @@ def test_assemble_gives_the_exact_linear_mix(slice_interval, expected_hu):
     plan = neighbour_sampling_plan(key, 3, 2.5, slice_interval, range(0, 21))
     img = assemble_slices(plan, CountingReader(values))
     assert img.shape == (4, 6, 3) and img.dtype == np.float32
-    assert img.flags.c_contiguous
+    assert is_channel_planar(img) and img.transpose(2, 0, 1).flags.c_contiguous
     np.testing.assert_allclose(img[..., 2], scaled(expected_hu), rtol=1e-6)
     np.testing.assert_allclose(img[..., 1], scaled(values[key]), rtol=1e-6)
 
@@ -132,6 +132,26 @@ def test_assemble_interpolates_hu_before_clipping():
     img = assemble_slices(plan, CountingReader(values))
     # mix first: -1500 HU -> clipped 0; 1000 HU -> 1000 (clip-first would give -512 / 525)
     np.testing.assert_allclose(img[0, 0], [0.0, scaled(0.0), scaled(1000.0)], rtol=1e-6)
+
+
+@pytest.mark.parametrize('out_range', [(0.0, 255.0), (-1.0, 1.0), (10.0, 20.0)])
+def test_assemble_window_matches_clip_and_scale_hu(out_range):
+    values = {9: -3000.0, 10: -1024.0, 11: 17.5, 12: 1050.0, 13: 4000.0}
+    plan = neighbour_sampling_plan(11, 5, 1.0, 1.0, list(values))  # exact slices, weights 0
+    img = assemble_slices(plan, CountingReader(values), (-1024.0, 1050.0), out_range)
+    expected = clip_and_scale_hu(np.array([values[i] for i in range(9, 14)]),
+                                 (-1024.0, 1050.0), out_range)
+    np.testing.assert_allclose(img[2, 3], expected, rtol=1e-6, atol=1e-6)
+    assert img[2, 3, 0] == out_range[0] and img[2, 3, 4] == out_range[1]
+
+
+def test_is_channel_planar():
+    planes = np.zeros((5, 4, 3), np.float32)
+    assert is_channel_planar(planes.transpose(1, 2, 0))
+    assert not is_channel_planar(np.zeros((4, 3, 5), np.float32))  # interleaved
+    assert not is_channel_planar(np.zeros((4, 3), np.float32))
+    assert not is_channel_planar(np.zeros((1, 4, 3), np.float32).transpose(1, 2, 0))
+    assert not is_channel_planar(np.flip(planes.transpose(1, 2, 0), axis=1))
 
 
 def test_assemble_reads_each_slice_once_and_applies_value_offset():

@@ -12,7 +12,7 @@ _PROBE = """
 import resource, sys
 import numpy as np
 if sys.argv[1] == 'retain':
-    from mp3d_mmdet.models.utils import retain_freed_cpu_memory
+    from mp3d_mmdet.utils import retain_freed_cpu_memory
     assert retain_freed_cpu_memory()
 def touch():
     block = np.empty(64 * 2**20, np.uint8)
@@ -36,3 +36,15 @@ def test_freed_memory_is_reused_instead_of_page_faulted_again():
     default = _second_round_page_faults('default')
     assert default >= 64 * 2**20 // (2 * 2**21)  # at least one fault per two 2 MiB pages
     assert _second_round_page_faults('retain') <= default // 10
+
+
+def test_applied_once_per_process(monkeypatch):
+    from mp3d_mmdet.utils import cpu_memory
+    calls = []
+    monkeypatch.setattr(cpu_memory, '_applied', {})
+    monkeypatch.setattr(cpu_memory, '_apply_mallopt', lambda: calls.append(1) or True)
+    assert cpu_memory.retain_freed_cpu_memory() and cpu_memory.retain_freed_cpu_memory()
+    assert calls == [1]
+    monkeypatch.setattr(cpu_memory.os, 'getpid', lambda: -1)  # as in a forked worker
+    assert cpu_memory.retain_freed_cpu_memory()
+    assert calls == [1, 1]
