@@ -7,7 +7,8 @@ EXPECTED = {
     'mmdet.registry.MODELS': ['MP3DResNet', 'MR3DResNet', 'ResNet3DCE', 'GroupTransform',
                               'CenterSliceTransform'],
     'mmdet.registry.DATASETS': ['DeepLesionDataset'],
-    'mmdet.registry.TRANSFORMS': ['LoadCTSlices', 'MultiChannelPad', 'RGBToSlices'],
+    'mmdet.registry.TRANSFORMS': ['LoadCTSlices', 'SliceWiseResize', 'MultiChannelPad',
+                                  'RGBToSlices'],
     'mmdet.registry.METRICS': ['FROCMetric'],
     'mmengine.registry.RUNNERS': ['DeviceAwareRunner'],
 }

@@ -414,7 +414,8 @@ def read_ct_volume(path: str, min_slices: int = 2,
 
     Raises:
         VolumeInputError: the path is missing or unreadable, not a single-channel 3D image,
-            has fewer than ``min_slices`` slices, or lacks a valid voxel spacing.
+            has fewer than ``min_slices`` slices, lacks a valid voxel spacing, or holds NaN or
+            infinite values.
     """
     if min_slices < 2:
         raise ValueError(f'min_slices must be >= 2, got {min_slices}')
@@ -463,6 +464,13 @@ def read_ct_volume(path: str, min_slices: int = 2,
                                f'{min_slices} are needed')
 
     hu = _as_hu_array(image)
+    if hu.dtype.kind == 'f':
+        bad = ~np.isfinite(hu)
+        if bad.any():
+            z, y, x = (int(i) for i in np.argwhere(bad)[0])
+            raise VolumeInputError(f'{path}: {int(bad.sum())} voxels are NaN or infinite (the '
+                                   f'first at slice {z}, row {y}, column {x} of the '
+                                   f'{geometry.orientation} grid); CT values must be finite HU')
     stats = _hu_statistics(hu)
     warnings.extend(_hu_warnings(path, stats))
     return CTVolume(hu=hu, geometry=geometry, original_geometry=original,

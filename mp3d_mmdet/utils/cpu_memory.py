@@ -35,8 +35,9 @@ def retain_freed_cpu_memory() -> bool:
 
     Sets ``M_MMAP_MAX = 0`` (no per-block ``mmap``: large blocks come from the heap)
     and ``M_TRIM_THRESHOLD`` to its maximum (freed heap memory is not returned to the
-    OS). Process-wide and irreversible for the process; call it once at start-up of a
-    CPU training / inference / benchmark run. Later calls in the same process return the
+    OS). Process-wide and irreversible for the process. ``DeviceAwareRunner`` calls it for
+    CPU runs, ``LoadCTSlices`` in every process it loads data in (GPU runs' dataloader
+    workers included). Later calls in the same process return the
     first call's result at the cost of a dict lookup.
 
     Returns:

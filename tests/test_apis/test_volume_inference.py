@@ -128,7 +128,7 @@ def test_z_interpolation_resize_and_box_mapping(tiny_detector):
         channels = inputs[z].numpy().reshape(5, -1)
         assert channels.min(1) == pytest.approx(channels.max(1))  # constant slices stay so
         assert channels[:, 0] == pytest.approx(_scaled(hu_values), abs=1e-3)
-        # the same function the training loader uses, then mmdet's Resize
+        # the same function the training loader uses, then the config's SliceWiseResize
         shared = sample_slices_from_volume(hu, z, 5, 2.5, 1.0)
         assert channels[:, 0] == pytest.approx(shared[0, 0], abs=1e-4)
     for z, sample in enumerate(samples):

@@ -205,6 +205,17 @@ def test_too_few_slices_and_colour(tmp_path):
         read_ct_volume(rgb)
 
 
+def test_non_finite_values(tmp_path):
+    hu = _ct_array().astype(np.float32)
+    hu[3, 4, 5] = np.nan
+    hu[4, 0, 0] = np.inf
+    path = str(tmp_path / 'nan.mha')  # (NaN does not survive ITK's NIfTI round trip)
+    sitk.WriteImage(sitk.GetImageFromArray(hu), path)  # identity direction: LPS, not reoriented
+    with pytest.raises(VolumeInputError, match=r'nan\.mha: 2 voxels are NaN or infinite '
+                       r'\(the first at slice 3, row 4, column 5 of the LPS grid\)'):
+        read_ct_volume(path)
+
+
 def _zero_nifti_pixdim(path):
     with gzip.open(path, 'rb') as handle:
         data = bytearray(handle.read())

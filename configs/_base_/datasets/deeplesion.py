@@ -21,7 +21,7 @@ train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     # The paper's augmentation: multi-scale {448, 512, 576}, horizontal and vertical flips.
     # SliceWiseResize = mmdet's Resize, resizing the N slices plane by plane so that the image
-    # stays (N, H, W) in memory up to PackDetInputs (no channel interleaving, no transpose).
+    # stays (N, H, W) in memory up to PackDetInputs (no channel interleaving and transposing).
     dict(type='RandomChoiceResize', scales=[(448, 448), (512, 512), (576, 576)],
          keep_ratio=True, resize_type='SliceWiseResize'),
     # Horizontal and vertical flips, each with probability 0.5 ('diagonal' = both), recorded

@@ -254,7 +254,7 @@ def assemble_slices(plan: SlicePlan,
     Args:
         plan (SlicePlan): from :func:`neighbour_sampling_plan`.
         read_slice (Callable[[int], np.ndarray]): returns the ``(H, W)`` slice of an index
-            (any real dtype); all slices must have the same shape.
+            (any real dtype, finite values); all slices must have the same shape.
         hu_window (Sequence[float]): HU clip window ``(low, high)``.
         out_range (Sequence[float]): output range ``(low, high)``.
         value_offset (float): added to the values returned by ``read_slice`` to get HU.
@@ -284,6 +284,9 @@ def assemble_slices(plan: SlicePlan,
                                  f'{shape}')
             if raw.dtype not in _CV2_DTYPES:
                 raw = raw.astype(np.float32)
+            if raw.dtype.kind == 'f' and not np.isfinite(raw).all():
+                raise ValueError(f'slice {index} has {int((~np.isfinite(raw)).sum())} NaN or '
+                                 'infinite values; CT values must be finite')
             raw_slices[index] = np.ascontiguousarray(raw)
         return raw_slices[index]
 
@@ -308,6 +311,8 @@ def assemble_slices(plan: SlicePlan,
         cv2.threshold(plane, top, 0.0, cv2.THRESH_TRUNC, dst=plane)
     if float(out_range[0]) != 0.0:
         planes += np.float32(out_range[0])
+        # (top + out_low) can round 1 ulp past out_high in float32
+        np.clip(planes, np.float32(out_range[0]), np.float32(out_range[1]), out=planes)
     return planes.transpose(1, 2, 0)
 
 

@@ -24,7 +24,7 @@ CHANNELS = [3, 5, 9, 11]
 
 @pytest.fixture(autouse=True)
 def mmdet_scope():
-    # the runner sets default_scope='mmdet'; RandomChoiceResize builds 'Resize' through it
+    # the runner sets default_scope='mmdet'; RandomChoiceResize builds its resize_type through it
     init_default_scope('mmdet')
 
 

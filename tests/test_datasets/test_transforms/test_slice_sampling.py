@@ -134,7 +134,8 @@ def test_assemble_interpolates_hu_before_clipping():
     np.testing.assert_allclose(img[0, 0], [0.0, scaled(0.0), scaled(1000.0)], rtol=1e-6)
 
 
-@pytest.mark.parametrize('out_range', [(0.0, 255.0), (-1.0, 1.0), (10.0, 20.0)])
+@pytest.mark.parametrize('out_range', [(0.0, 255.0), (-1.0, 1.0), (10.0, 20.0), (0.1, 0.7),
+                                       (-0.1, 0.2)])
 def test_assemble_window_matches_clip_and_scale_hu(out_range):
     values = {9: -3000.0, 10: -1024.0, 11: 17.5, 12: 1050.0, 13: 4000.0}
     plan = neighbour_sampling_plan(11, 5, 1.0, 1.0, list(values))  # exact slices, weights 0
@@ -142,7 +143,16 @@ def test_assemble_window_matches_clip_and_scale_hu(out_range):
     expected = clip_and_scale_hu(np.array([values[i] for i in range(9, 14)]),
                                  (-1024.0, 1050.0), out_range)
     np.testing.assert_allclose(img[2, 3], expected, rtol=1e-6, atol=1e-6)
-    assert img[2, 3, 0] == out_range[0] and img[2, 3, 4] == out_range[1]
+    # saturated values are the range ends exactly (in float32)
+    assert img[2, 3, 0] == np.float32(out_range[0]) and img[2, 3, 4] == np.float32(out_range[1])
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_assemble_rejects_non_finite_values(bad):
+    values = {9: 0.0, 10: 0.0, 11: bad}
+    plan = neighbour_sampling_plan(10, 3, 1.0, 1.0, [9, 10, 11])
+    with pytest.raises(ValueError, match=r'slice 11 has 24 NaN or infinite values'):
+        assemble_slices(plan, CountingReader(values))
 
 
 def test_is_channel_planar():

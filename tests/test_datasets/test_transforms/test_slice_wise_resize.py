@@ -79,6 +79,26 @@ def test_other_layouts_go_through_mmdet_resize_unchanged(img):
     assert ours['scale_factor'] == mmdet_out['scale_factor']
 
 
+def test_dtypes_opencv_lacks_go_through_mmdet_resize():
+    img = np.arange(9 * 40 * 30, dtype=np.int64).reshape(9, 40, 30).transpose(1, 2, 0)
+    mmdet_out, ours = both(dict(scale=(45, 34), keep_ratio=False, interpolation='nearest'), img)
+    np.testing.assert_array_equal(ours['img'], mmdet_out['img'])
+
+
+def test_area_shrink_of_many_slices_works_where_mmdet_resize_fails():
+    import cv2
+    img = planar_image(9)  # 40 x 30 -> 27 x 20: a non-integer shrink
+    cfg = dict(scale=(20, 27), keep_ratio=False, interpolation='area')
+    with pytest.raises(cv2.error):  # OpenCV's general INTER_AREA shrink: at most 4 channels
+        TRANSFORMS.build(dict(cfg, type='Resize'))(results_of(img.copy()))
+    out = TRANSFORMS.build(dict(cfg, type='SliceWiseResize'))(results_of(img))
+    assert out['img'].shape == (27, 20, 9)
+    for c in (0, 8):
+        np.testing.assert_array_equal(
+            out['img'][..., c],
+            cv2.resize(np.ascontiguousarray(img[..., c]), (20, 27), interpolation=cv2.INTER_AREA))
+
+
 def test_as_the_resize_type_of_random_choice_resize():
     resize = TRANSFORMS.build(dict(type='RandomChoiceResize', scales=[(60, 60)], keep_ratio=True,
                                    resize_type='SliceWiseResize'))
