@@ -29,11 +29,8 @@ MIM="$VENV/bin/mim"
 START=$(date +%s)
 
 step "synthetic DeepLesion-format data in $OUT/data"
-if [[ -f "$OUT/data/DL_info.csv" ]]; then
-  echo "reusing $OUT/data (delete it to regenerate)"
-else
-  "$PY" tools/make_synthetic_deeplesion.py --out "$OUT/data" --preset demo --seed "$SEED"
-fi
+# --reuse: kept if it is this seed's data from this generator, written anew otherwise
+"$PY" tools/make_synthetic_deeplesion.py --out "$OUT/data" --preset demo --seed "$SEED" --reuse
 
 step "train: mim train mmdet $CONFIG"
 rm -f "$OUT"/epoch_*.pth "$OUT/last_checkpoint"

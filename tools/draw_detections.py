@@ -6,8 +6,9 @@
 PREDICTIONS is the file ``mim test mmdet CONFIG --checkpoint CKPT --out PREDICTIONS.pkl``
 writes (one dict per test image with ``img_path``, ``instances`` -- the ground truth in
 original-image pixels -- and ``pred_instances``). Each overlay shows the key slice in a
-soft-tissue window, ground truth in green and detections above ``--score-thr`` in red (IoU
->= 0.5 with a ground-truth box) or orange (false positive), with scores.
+soft-tissue window, ground truth in green and detections above ``--score-thr`` in red (a hit
+as the FROC metric counts it: IoU >= ``--iou-thr`` with a ground-truth box, +1-pixel widths
+unless ``--continuous-iou``) or orange (false positive), with scores.
 """
 import argparse
 import os
@@ -34,6 +35,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument('--window', type=float, nargs=2, default=SOFT_TISSUE_WINDOW,
                         metavar=('LOW', 'HIGH'), help='display window in HU')
     parser.add_argument('--upscale', type=int, default=2, help='zoom factor of the pictures')
+    parser.add_argument('--iou-thr', type=float, default=0.5, help='IoU threshold of a hit')
+    parser.add_argument('--continuous-iou', action='store_true',
+                        help='IoU in continuous coordinates instead of the published +1 pixel '
+                        'convention (as eval_froc.py --continuous-iou)')
     return parser.parse_args(argv)
 
 
@@ -57,6 +62,7 @@ def main(argv: List[str]) -> int:
         canvas = draw_lesion_overlay(
             hu, record['gt_bboxes'], record['pred_bboxes'], record['pred_scores'],
             score_thr=args.score_thr, window=tuple(args.window), upscale=args.upscale,
+            iou_thr=args.iou_thr, legacy_plus_one=not args.continuous_iou,
             title=osp.relpath(result['img_path'], osp.dirname(osp.dirname(
                 osp.dirname(result['img_path'])))))
         series = osp.basename(osp.dirname(result['img_path']))

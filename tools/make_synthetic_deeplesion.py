@@ -8,14 +8,24 @@ Example::
 See :mod:`mp3d_mmdet.datasets.synthetic` for what the data contains. ``--preset demo`` is the
 set of the demo (``tools/demo.sh``) and of ``tools/benchmark/context_benefit.py``; explicit
 options override a preset's values.
+
+``--reuse`` (what the demo and the benchmarks use): a folder that already holds a data set of
+the same recipe -- these options and the same generator source, recorded in
+``synthetic_recipe.json`` -- is kept as it is; one written by this generator with another
+recipe (other options, or an older generator) is deleted and written anew; any other data in
+the folder is an error.
 """
 import argparse
 import json
+import os
+import os.path as osp
+import shutil
 import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from mp3d_mmdet.datasets.synthetic import make_synthetic_deeplesion
+from mp3d_mmdet.datasets.synthetic import (RECIPE_FILE, make_synthetic_deeplesion,
+                                           read_synthetic_recipe, synthetic_recipe)
 
 
 #: Named argument sets: the demo's data (configs/mp3d_fpn_synthetic_demo.py trains on it).
@@ -46,6 +56,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--vessel-max-diameter-mm', type=float, default=None,
                         help='cap of the vessel diameters (default: none, drawn exactly like '
                         'the lesion diameters)')
+    parser.add_argument('--reuse', action='store_true',
+                        help='keep a data set of the same recipe already in --out; replace one '
+                        'of another recipe written by this generator')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     preset = parser.parse_known_args(argv)[0].preset
     if preset is not None:
@@ -53,21 +66,51 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _generator_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+    return dict(num_patients=args.num_patients, seed=args.seed, image_size=args.image_size,
+                lesions_per_series=tuple(args.lesions_per_series),
+                lesion_diameter_mm=tuple(args.lesion_diameter_mm),
+                noisy_fraction=args.noisy_fraction,
+                vessels_per_series=tuple(args.vessels_per_series),
+                vessel_max_diameter_mm=args.vessel_max_diameter_mm)
+
+
+def reuse_or_clear(out: str, recipe: Dict[str, Any]) -> bool:
+    """``--reuse``: True if ``out`` holds this recipe's data; deletes another recipe's data.
+
+    Raises:
+        FileExistsError: ``out`` holds a data set without a recipe (not written by this
+            generator, or an interrupted run).
+    """
+    stored = read_synthetic_recipe(out)
+    dataset_files = [osp.join(out, name) for name in ('DL_info.csv', 'Images_png', RECIPE_FILE)]
+    if stored == recipe:
+        return True
+    if stored is None:
+        if any(osp.exists(path) for path in dataset_files):
+            raise FileExistsError(f'{out} holds a data set without {RECIPE_FILE} (not written by '
+                                  'this generator, or an interrupted run); delete it or choose '
+                                  'another --out')
+        return False
+    changed = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
+    print(f'{out}: replacing a data set of another recipe (differs in: {", ".join(changed)})')
+    for path in dataset_files:
+        if osp.isdir(path):
+            shutil.rmtree(path)
+        elif osp.exists(path):
+            os.remove(path)
+    return False
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    kwargs = _generator_kwargs(args)
     start = time.perf_counter()
     try:
-        summary = make_synthetic_deeplesion(
-            args.out,
-            num_patients=args.num_patients,
-            seed=args.seed,
-            image_size=args.image_size,
-            lesions_per_series=tuple(args.lesions_per_series),
-            lesion_diameter_mm=tuple(args.lesion_diameter_mm),
-            noisy_fraction=args.noisy_fraction,
-            vessels_per_series=tuple(args.vessels_per_series),
-            vessel_max_diameter_mm=args.vessel_max_diameter_mm,
-            progress=not args.no_progress)
+        if args.reuse and reuse_or_clear(args.out, synthetic_recipe(**kwargs)):
+            print(f'reusing {args.out} (same {RECIPE_FILE}: options and generator unchanged)')
+            return 0
+        summary = make_synthetic_deeplesion(args.out, progress=not args.no_progress, **kwargs)
     except (ValueError, FileExistsError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -39,8 +39,15 @@ What is in it:
   five so that the loader's missing-neighbour fallback is exercised; clipped to the volume).
 * **Splits** by patient: 70 / 15 / 15 % with at least one patient in each.
 
-Deterministic for a seed: the same arguments give byte-identical files.
+Deterministic for a seed: the same arguments give byte-identical files. Besides the release's
+``DL_info.csv`` and ``Images_png/``, the folder gets ``synthetic_recipe.json``
+(:func:`synthetic_recipe`: the arguments and the generator's source digest), written last, so
+that a complete folder of the wanted data can be recognised and reused
+(``tools/make_synthetic_deeplesion.py --reuse``).
 """
+import hashlib
+import inspect
+import json
 import math
 import os
 import os.path as osp
@@ -55,7 +62,11 @@ from tqdm import tqdm
 from .dl_info import (DLInfoRow, series_folder_name, slice_file_name, write_dl_info)
 from .transforms.slice_sampling import PNG_HU_OFFSET
 
-__all__ = ['make_synthetic_deeplesion']
+__all__ = ['make_synthetic_deeplesion', 'synthetic_recipe', 'read_synthetic_recipe',
+           'RECIPE_FILE']
+
+#: Written last into every generated folder: the arguments and the generator's source digest.
+RECIPE_FILE = 'synthetic_recipe.json'
 
 _SLICE_INTERVALS_MM = (1.0, 2.5, 5.0)
 _LESION_TYPE_OF_REGION = {
@@ -476,6 +487,39 @@ def _split_codes(rng: np.random.Generator, num_patients: int) -> List[int]:
     return [codes[i] for i in rng.permutation(num_patients)]
 
 
+def synthetic_recipe(**options: Any) -> Dict[str, Any]:
+    """What decides the bytes :func:`make_synthetic_deeplesion` writes, as a JSON-ready dict.
+
+    Args:
+        **options: arguments of :func:`make_synthetic_deeplesion` (not ``out_dir`` or
+            ``progress``); the others take its defaults.
+
+    Returns:
+        dict: every data argument (tuples as lists) plus ``generator_sha256``, the digest of
+        this module's source: two folders with equal recipes hold the same data, and a changed
+        generator makes an existing folder's recipe differ.
+
+    Raises:
+        TypeError: an unknown option.
+    """
+    bound = inspect.signature(make_synthetic_deeplesion).bind('', **options)
+    bound.apply_defaults()
+    recipe = {k: v for k, v in bound.arguments.items() if k not in ('out_dir', 'progress')}
+    with open(__file__, 'rb') as handle:
+        recipe['generator_sha256'] = hashlib.sha256(handle.read()).hexdigest()
+    return json.loads(json.dumps(recipe))  # the form it is stored in
+
+
+def read_synthetic_recipe(out_dir: str) -> Optional[Dict[str, Any]]:
+    """The recipe stored in a generated folder, or None if it has none (or it is unreadable)."""
+    try:
+        with open(osp.join(out_dir, RECIPE_FILE)) as handle:
+            recipe = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return recipe if isinstance(recipe, dict) else None
+
+
 def make_synthetic_deeplesion(out_dir: str,
                               num_patients: int = 12,
                               seed: int = 0,
@@ -507,6 +551,9 @@ def make_synthetic_deeplesion(out_dir: str,
             2D detector something.
         progress (bool): show a tqdm progress bar over the slice files.
 
+    The last file written is ``synthetic_recipe.json`` (:func:`synthetic_recipe`), so a folder
+    holding it is complete.
+
     Returns:
         dict: summary with ``csv_path``, ``images_dir``, ``num_patients``, ``num_series``,
         ``num_key_slices``, ``num_lesions``, ``num_noisy_rows``, ``num_vessels``,
@@ -533,9 +580,14 @@ def make_synthetic_deeplesion(out_dir: str,
                          f'{vessels_per_series}')
     if vessel_max_diameter_mm is not None and not vessel_max_diameter_mm > 0:
         raise ValueError(f'vessel_max_diameter_mm must be > 0, got {vessel_max_diameter_mm}')
+    recipe = synthetic_recipe(
+        num_patients=num_patients, seed=seed, image_size=image_size,
+        lesions_per_series=lesions_per_series, lesion_diameter_mm=lesion_diameter_mm,
+        noisy_fraction=noisy_fraction, vessels_per_series=vessels_per_series,
+        vessel_max_diameter_mm=vessel_max_diameter_mm)
     csv_path = osp.join(out_dir, 'DL_info.csv')
     images_dir = osp.join(out_dir, 'Images_png')
-    for path in (csv_path, images_dir):
+    for path in (csv_path, images_dir, osp.join(out_dir, RECIPE_FILE)):
         if osp.exists(path):
             raise FileExistsError(f'{path} already exists; choose an empty output folder')
 
@@ -612,6 +664,8 @@ def make_synthetic_deeplesion(out_dir: str,
         if not cv2.imwrite(path, values):
             raise OSError(f'could not write {path}')
     write_dl_info(csv_path, rows)
+    with open(osp.join(out_dir, RECIPE_FILE), 'w') as handle:
+        json.dump(recipe, handle, indent=2, sort_keys=True)
 
     split_names = {1: 'train', 2: 'val', 3: 'test'}
     key_counts = Counter(row.file_name for row in rows)

@@ -3,7 +3,9 @@
 One drawing routine serves the demo's test-slice overlays (``tools/draw_detections.py``) and
 the whole-volume detector's candidate overlays: a slice in HU is shown in a display window
 (soft tissue by default), ground-truth boxes in green, detections with their scores in red
-where they overlap a ground-truth box with IoU >= 0.5 and in orange where they do not.
+where they hit a ground-truth box and in orange where they do not. A hit is what the FROC
+metric counts as one: IoU >= 0.5 with +1-pixel widths (``x2 - x1 + 1``, the published
+DeepLesion convention) by default.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -43,7 +45,9 @@ def draw_lesion_overlay(hu: np.ndarray,
                         title: Optional[str] = None,
                         upscale: int = 1,
                         legend: bool = True,
-                        pixel_spacing_mm: Optional[float] = None) -> np.ndarray:
+                        pixel_spacing_mm: Optional[float] = None,
+                        iou_thr: float = 0.5,
+                        legacy_plus_one: bool = True) -> np.ndarray:
     """Draw ground truth and detections on one CT slice.
 
     Args:
@@ -59,6 +63,9 @@ def draw_lesion_overlay(hu: np.ndarray,
             turn it off where no ground truth exists (whole-volume candidates).
         pixel_spacing_mm: mm per pixel of ``hu``; if given, a scale bar (1, 2 or 5 x 10^k mm,
             about a fifth of the width) is drawn bottom right.
+        iou_thr: a detection with IoU >= ``iou_thr`` with any ground-truth box is a hit.
+        legacy_plus_one: IoU with +1-pixel widths, as the FROC metric's default; False for
+            continuous coordinates (``FROCMetric(legacy_plus_one=False)``).
 
     Returns:
         ``(H * upscale, W * upscale, 3)`` uint8 BGR image (write it with ``cv2.imwrite``).
@@ -77,7 +84,7 @@ def draw_lesion_overlay(hu: np.ndarray,
     if upscale > 1:
         grey = cv2.resize(grey, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_NEAREST)
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-    hits = (box_iou(boxes, gt, legacy_plus_one=False) >= 0.5).any(axis=1)
+    hits = (box_iou(boxes, gt, legacy_plus_one=legacy_plus_one) >= iou_thr).any(axis=1)
 
     def corners(box: np.ndarray) -> Tuple[Tuple[int, int], Tuple[int, int]]:
         x1, y1, x2, y2 = (box * upscale).round().astype(int)

@@ -24,7 +24,7 @@ def generated(tmp_path_factory):
 
 def test_layout_and_all_18_columns(generated):
     root, summary, rows = generated
-    assert sorted(os.listdir(root)) == ['DL_info.csv', 'Images_png']
+    assert sorted(os.listdir(root)) == ['DL_info.csv', 'Images_png', 'synthetic_recipe.json']
     with open(osp.join(root, 'DL_info.csv'), newline='') as handle:
         header = next(csv.reader(handle))
     assert tuple(header) == DL_INFO_COLUMNS

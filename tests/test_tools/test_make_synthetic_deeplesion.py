@@ -57,3 +57,44 @@ def test_demo_preset_and_explicit_options_override_it(cli):
     assert (args.num_patients, args.image_size) == (5, 160)
     args = cli.parse_args(['--out', 'x'])
     assert (args.num_patients, args.image_size) == (12, 512)  # no preset: the defaults
+
+
+def _tiny(out, *extra):
+    return ['--out', out, '--num-patients', '3', '--image-size', '32', '--no-progress',
+            '--reuse', *extra]
+
+
+def test_reuse_keeps_the_same_recipe_and_replaces_another(cli, tmp_path, capsys, monkeypatch):
+    from mp3d_mmdet.datasets import synthetic
+    out = str(tmp_path / 'dl')
+    csv = osp.join(out, 'DL_info.csv')
+    assert cli.main(_tiny(out)) == 0
+    recipe = synthetic.read_synthetic_recipe(out)
+    assert recipe == synthetic.synthetic_recipe(num_patients=3, image_size=32)
+    assert len(recipe['generator_sha256']) == 64
+    written = osp.getmtime(csv)
+    capsys.readouterr()
+
+    assert cli.main(_tiny(out)) == 0  # same options, same generator: untouched
+    assert 'reusing' in capsys.readouterr().out and osp.getmtime(csv) == written
+
+    first = open(csv).read()
+    assert cli.main(_tiny(out, '--seed', '1')) == 0  # another seed: written anew
+    assert 'differs in: seed' in capsys.readouterr().out
+    assert open(csv).read() != first and synthetic.read_synthetic_recipe(out)['seed'] == 1
+
+    # a changed generator (another source digest) makes the folder stale too
+    monkeypatch.setattr(cli, 'synthetic_recipe',
+                        lambda **kw: dict(synthetic.synthetic_recipe(**kw), generator_sha256='x'))
+    assert cli.main(_tiny(out, '--seed', '1')) == 0
+    assert 'differs in: generator_sha256' in capsys.readouterr().out
+
+
+def test_reuse_refuses_data_it_did_not_write(cli, tmp_path, capsys):
+    out = tmp_path / 'dl'
+    out.mkdir()
+    (out / 'DL_info.csv').write_text('File_name\n')
+    assert cli.main(_tiny(str(out))) == 2
+    assert f'error: {out} holds a data set without synthetic_recipe.json' in \
+        capsys.readouterr().err
+    assert (out / 'DL_info.csv').read_text() == 'File_name\n'

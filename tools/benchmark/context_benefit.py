@@ -17,8 +17,8 @@ Models (all share the demo's FPN width, heads, input scale, schedule and seed):
   one input channel: the key slice alone (``LoadCTSlices(num_slices=1)``);
 * ``3dce_9slices``: ``ResNet3DCE`` over 3 groups of 3 slices with the same 2D ResNet.
 
-Data: the demo's set in ``work_dirs/demo/data`` (generated like ``tools/demo.sh`` does if
-absent). Work dirs: ``work_dirs/context_benefit/<model>``. About 11 (MP3D) and 7 (2D) minutes
+Data: the demo's set in ``work_dirs/demo/data`` (``make_synthetic_deeplesion.py --preset demo
+--reuse``, as ``tools/demo.sh`` runs it: kept when its recipe matches, written anew otherwise). Work dirs: ``work_dirs/context_benefit/<model>``. About 11 (MP3D) and 7 (2D) minutes
 on 2 CPU cores.
 """
 import argparse
@@ -109,9 +109,8 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
 
     data_root = osp.join(REPO, 'work_dirs', 'demo', 'data')
-    if not osp.isfile(osp.join(data_root, 'DL_info.csv')):
-        subprocess.run([sys.executable, osp.join(REPO, 'tools', 'make_synthetic_deeplesion.py'),
-                        '--out', data_root, '--preset', 'demo', '--seed', '0'], check=True)
+    subprocess.run([sys.executable, osp.join(REPO, 'tools', 'make_synthetic_deeplesion.py'),
+                    '--out', data_root, '--preset', 'demo', '--seed', '0', '--reuse'], check=True)
     names = ['mp3d_9slices', '2d_key_slice'] + (['3dce_9slices'] if args.with_3dce else [])
     results = {name: train_and_test(name, args.out) for name in names}
 
