@@ -24,8 +24,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from mp3d_mmdet.datasets.synthetic import (RECIPE_FILE, make_synthetic_deeplesion,
-                                           read_synthetic_recipe, synthetic_recipe)
+from mp3d_mmdet.datasets.synthetic import (GENERATED_ENTRIES, RECIPE_FILE,
+                                           make_synthetic_deeplesion, read_synthetic_recipe,
+                                           synthetic_recipe)
 
 
 #: Named argument sets: the demo's data (configs/mp3d_fpn_synthetic_demo.py trains on it).
@@ -83,7 +84,7 @@ def reuse_or_clear(out: str, recipe: Dict[str, Any]) -> bool:
             generator, or an interrupted run).
     """
     stored = read_synthetic_recipe(out)
-    dataset_files = [osp.join(out, name) for name in ('DL_info.csv', 'Images_png', RECIPE_FILE)]
+    dataset_files = [osp.join(out, name) for name in GENERATED_ENTRIES]
     if stored == recipe:
         return True
     if stored is None:

@@ -63,10 +63,12 @@ from .dl_info import (DLInfoRow, series_folder_name, slice_file_name, write_dl_i
 from .transforms.slice_sampling import PNG_HU_OFFSET
 
 __all__ = ['make_synthetic_deeplesion', 'synthetic_recipe', 'read_synthetic_recipe',
-           'RECIPE_FILE']
+           'RECIPE_FILE', 'GENERATED_ENTRIES']
 
 #: Written last into every generated folder: the arguments and the generator's source digest.
 RECIPE_FILE = 'synthetic_recipe.json'
+#: Everything the generator writes into its output folder.
+GENERATED_ENTRIES = ('DL_info.csv', 'Images_png', RECIPE_FILE)
 
 _SLICE_INTERVALS_MM = (1.0, 2.5, 5.0)
 _LESION_TYPE_OF_REGION = {
@@ -585,9 +587,8 @@ def make_synthetic_deeplesion(out_dir: str,
         lesions_per_series=lesions_per_series, lesion_diameter_mm=lesion_diameter_mm,
         noisy_fraction=noisy_fraction, vessels_per_series=vessels_per_series,
         vessel_max_diameter_mm=vessel_max_diameter_mm)
-    csv_path = osp.join(out_dir, 'DL_info.csv')
-    images_dir = osp.join(out_dir, 'Images_png')
-    for path in (csv_path, images_dir, osp.join(out_dir, RECIPE_FILE)):
+    csv_path, images_dir, recipe_path = (osp.join(out_dir, name) for name in GENERATED_ENTRIES)
+    for path in (csv_path, images_dir, recipe_path):
         if osp.exists(path):
             raise FileExistsError(f'{path} already exists; choose an empty output folder')
 
@@ -664,7 +665,7 @@ def make_synthetic_deeplesion(out_dir: str,
         if not cv2.imwrite(path, values):
             raise OSError(f'could not write {path}')
     write_dl_info(csv_path, rows)
-    with open(osp.join(out_dir, RECIPE_FILE), 'w') as handle:
+    with open(recipe_path, 'w') as handle:
         json.dump(recipe, handle, indent=2, sort_keys=True)
 
     split_names = {1: 'train', 2: 'val', 3: 'test'}
