@@ -31,6 +31,7 @@ setup(
         'mmcv>=2.0.0rc4,<2.2.0',
         'numpy>=1.23,<2',
         'SimpleITK>=2.2',
+        'nibabel>=5',
         'pycocotools>=2.0.6',
         'matplotlib>=3.5',
         'opencv-python>=4.5,<4.12',

@@ -89,5 +89,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=35, norm_type=2))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
-                                     save_best='coco/bbox_mAP', rule='greater'))
+# CrashSafeCheckpointHook: mmengine's CheckpointHook, deleting superseded checkpoints only
+# once the new one is complete (a run killed at any moment can be resumed).
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook', interval=1,
+                                     max_keep_ckpts=3, save_best='coco/bbox_mAP', rule='greater'))

@@ -23,5 +23,7 @@ optim_wrapper = dict(
 # `mim train ... --auto-scale-lr` scales it linearly to the actual total batch size.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
-                                     save_best='froc/mean_0.5-4', rule='greater'))
+# CrashSafeCheckpointHook: mmengine's CheckpointHook, deleting superseded checkpoints only
+# once the new one is complete (a run killed at any moment can be resumed).
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook', interval=1,
+                                     max_keep_ckpts=3, save_best='froc/mean_0.5-4', rule='greater'))

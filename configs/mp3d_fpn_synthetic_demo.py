@@ -62,6 +62,6 @@ param_scheduler = [
 optim_wrapper = dict(optimizer=dict(lr=0.04))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1,
+    checkpoint=dict(type='CrashSafeCheckpointHook', interval=max_epochs, max_keep_ckpts=1,
                     save_best=None))
 randomness = dict(seed=0)

@@ -10,6 +10,7 @@ EXPECTED = {
     'mmdet.registry.TRANSFORMS': ['LoadCTSlices', 'SliceWiseResize', 'MultiChannelPad',
                                   'RGBToSlices'],
     'mmdet.registry.METRICS': ['FROCMetric'],
+    'mmdet.registry.HOOKS': ['CrashSafeCheckpointHook'],
     'mmengine.registry.RUNNERS': ['DeviceAwareRunner'],
 }
 

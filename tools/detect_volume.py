@@ -7,7 +7,10 @@
 INPUT: a NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd) or NRRD (.nrrd, .nhdr) file, or a
 folder holding a DICOM series. Writes DIR/detections.json (per-slice boxes, 3D candidates,
 the input's geometry and the model used), DIR/lesions.csv (one row per candidate) and
-DIR/overlays/candidate_<id>.png (best slice of the top candidates). Warnings about the input
+DIR/overlays/candidate_<id>.png (best slice of the top candidates). DIR must be missing or
+empty; with --overwrite it may hold an earlier run's results, which are replaced as a whole
+once the new ones are complete (DIR then holds exactly the new run's files). DIR is checked
+before inference starts, and nothing is written to it if the run fails. Warnings about the input
 (reorientation, intensities that do not look like HU, edge-slice replication ...) go to
 stderr and into detections.json. Unusable input, config, checkpoint or device: a one-line
 error on stderr and exit status 1 (2 for bad command-line arguments).
@@ -33,7 +36,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--config', required=True, help='model config (its test pipeline '
                         'defines the N-slice input)')
     parser.add_argument('--checkpoint', required=True, help='model weights (.pth)')
-    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--out', required=True,
+                        help='output folder: missing or empty, or with --overwrite an earlier '
+                        "run's results (replaced once the new ones are complete)")
+    parser.add_argument('--overwrite', action='store_true',
+                        help="replace an earlier run's results in --out")
     parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument('--score-thr', type=float, default=0.5,
                         help='smallest per-slice detection score kept and linked')
@@ -72,7 +79,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     from mp3d_mmdet.apis import (InferenceSetupError, VolumeInputError,
                                  VolumeLesionDetector, detect_lesions_in_volume,
-                                 load_inference_config, read_ct_volume, write_volume_outputs)
+                                 load_inference_config, prepare_volume_output_dir,
+                                 read_ct_volume, write_volume_outputs)
+    try:  # before any inference: an unusable --out fails at once
+        staged = prepare_volume_output_dir(args.out, args.overwrite, option='--out')
+    except ValueError as error:
+        print(f'{PROG}: error: {error}', file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f'{PROG}: error: --out {args.out}: {error.strerror or error}', file=sys.stderr)
+        return 1
     try:
         cfg = load_inference_config(args.config)
         start = time.perf_counter()
@@ -88,14 +104,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         result.timings = dict(read=read_seconds, **result.timings)
         for warning in result.warnings[len(volume.warnings):]:
             print(f'{PROG}: warning: {warning}', file=sys.stderr)
-        paths = write_volume_outputs(result, args.out, args.top_k_overlays)
+        paths = write_volume_outputs(result, staged, args.top_k_overlays)
     except (VolumeInputError, InferenceSetupError) as error:
         print(f'{PROG}: error: {error}', file=sys.stderr)
         return 1
-    except OSError as error:  # output folder not writable, disk full ...
-        print(f'{PROG}: error: {error.strerror or error}: {error.filename or args.out}',
-              file=sys.stderr)
+    except OSError as error:  # disk full ...: the earlier contents of --out are kept
+        print(f'{PROG}: error: {error.strerror or error}: {error.filename or args.out} '
+              f'(nothing written to {args.out})', file=sys.stderr)
         return 1
+    finally:
+        staged.discard()  # no-op after a successful commit
     num_overlays = min(args.top_k_overlays, len(result.candidates))
     print(f'{PROG}: {volume.num_slices} slices, {result.detections.num_detections} boxes '
           f'>= {args.score_thr:g}, {len(result.candidates)} lesion candidates; wrote '

@@ -16,12 +16,11 @@ import os.path as osp
 import sys
 from typing import List
 
-import cv2
-from mmengine.fileio import load
 
 from mp3d_mmdet.datasets.transforms.loading import read_uint16_png
 from mp3d_mmdet.datasets.transforms.slice_sampling import png_to_hu
-from mp3d_mmdet.evaluation.metrics import record_from_data_sample
+from mp3d_mmdet.evaluation.metrics import load_detection_dump, record_from_data_sample
+from mp3d_mmdet.utils.safe_files import atomic_imwrite
 from mp3d_mmdet.visualization import SOFT_TISSUE_WINDOW, draw_lesion_overlay
 
 
@@ -44,13 +43,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
-    if not osp.isfile(args.predictions):
-        print(f'draw_detections: no such prediction file: {args.predictions}', file=sys.stderr)
-        return 1
-    results = load(args.predictions)
-    if not isinstance(results, list) or (results and 'pred_instances' not in results[0]):
-        print(f'draw_detections: {args.predictions} is not a list of mmdet data samples '
-              'with pred_instances (write it with `mim test ... --out X.pkl`)', file=sys.stderr)
+    try:
+        results = load_detection_dump(args.predictions)
+    except (FileNotFoundError, ValueError) as error:
+        print(f'draw_detections: error: {error}', file=sys.stderr)
         return 1
     # Slices with ground truth first, in image-id order, so the pictures are reproducible.
     with_gt = sorted((r for r in results if r.get('instances')), key=lambda r: r['img_id'])
@@ -67,7 +63,7 @@ def main(argv: List[str]) -> int:
                 osp.dirname(result['img_path'])))))
         series = osp.basename(osp.dirname(result['img_path']))
         name = f"{series}_{osp.splitext(osp.basename(result['img_path']))[0]}.png"
-        cv2.imwrite(osp.join(args.out_dir, name), canvas)
+        atomic_imwrite(osp.join(args.out_dir, name), canvas)
     print(f'draw_detections: wrote {len(chosen)} overlays to {args.out_dir}')
     return 0
 

@@ -71,27 +71,21 @@ def load_prediction_samples(path: str) -> List[Dict[str, Any]]:
 
     Returns:
         One dict per image with ``img_id``, ``pred_instances`` (``bboxes``, ``scores``) and,
-        where the file has them, ``img_path``, ``instances`` and ``slice_interval``.
+        where the file has them, ``img_path``, ``instances`` and ``slice_interval``. A
+        pickle is unpickled with an allow-list of plain-data types: one that would build
+        anything else (and so could run code) is refused.
 
     Raises:
         FileNotFoundError / ValueError: missing file, unknown extension or content.
     """
-    from mp3d_mmdet.evaluation.metrics.froc_records import load_records_json
+    from mp3d_mmdet.evaluation.metrics.froc_records import (load_detection_dump,
+                                                            load_records_json)
 
     if not osp.isfile(path):
         raise FileNotFoundError(f'prediction file not found: {path}')
     extension = osp.splitext(path)[1].lower()
     if extension in ('.pkl', '.pickle'):
-        from mmengine.fileio import load
-        samples = load(path)
-        if not isinstance(samples, list) or not all(isinstance(s, dict) for s in samples):
-            raise ValueError(f'{path}: expected a list of data-sample dicts (as written by '
-                             f'`mim test ... --out X.pkl`), got {type(samples).__name__}')
-        for k, sample in enumerate(samples):
-            if 'pred_instances' not in sample or 'img_id' not in sample:
-                raise ValueError(f'{path}: entry {k} has no pred_instances/img_id: not a '
-                                 f'`mim test --out` detection dump')
-        return samples
+        return load_detection_dump(path)
     if extension == '.json':
         samples = []
         for record in load_records_json(path):
@@ -153,6 +147,15 @@ def evaluate(args: argparse.Namespace) -> Dict[str, float]:
     """Run the evaluation described by the parsed arguments; returns the metrics (prefixed)."""
     import mp3d_mmdet  # noqa: F401  (registers the metric)
     from mp3d_mmdet.evaluation.metrics import FROCMetric
+    from mp3d_mmdet.utils.safe_files import atomic_write, check_not_input
+
+    outputs = [(args.summary, '--summary')]
+    if args.plot_dir is not None:
+        outputs.append((osp.join(args.plot_dir, 'froc_curve.png'), '--plot-dir'))
+    for output, option in outputs:
+        if output is not None:
+            check_not_input(output, [args.predictions] + ([args.ann] if args.ann else []),
+                            option)
 
     samples = load_prediction_samples(args.predictions)
     if args.ann is not None:
@@ -183,7 +186,7 @@ def evaluate(args: argparse.Namespace) -> Dict[str, float]:
                      for k, v in metrics.items()})
         if osp.dirname(args.summary):
             os.makedirs(osp.dirname(args.summary), exist_ok=True)
-        with open(args.summary, 'w') as f:
+        with atomic_write(args.summary) as f:
             json.dump(summary, f, indent=2)
     return metrics
 

@@ -32,7 +32,7 @@ MMCV_VERSION=2.1.0
 SETUPTOOLS_SPEC='setuptools>=77,<82'
 STACK=(
   'mmengine==0.10.7' 'mmdet==3.3.0' 'openmim==0.3.9' 'numpy>=1.23,<2' 'opencv-python>=4.5,<4.12'
-  'SimpleITK>=2.2' 'pycocotools>=2.0.6' 'matplotlib>=3.5' 'tqdm' 'pytest>=7' 'hypothesis>=6'
+  'SimpleITK>=2.2' 'nibabel>=5' 'pycocotools>=2.0.6' 'matplotlib>=3.5' 'tqdm' 'pytest>=7' 'hypothesis>=6'
 )
 
 STEP='start'

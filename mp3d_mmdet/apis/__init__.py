@@ -9,7 +9,8 @@ CLI: ``python tools/detect_volume.py INPUT --config CFG --checkpoint CKPT --out 
 """
 from .lesion_linking import (LesionCandidate, LinkedTrack, box_iou, link_slice_detections,
                              measure_lesion_candidates)
-from .outputs import (LESION_CSV_COLUMNS, detections_to_dict, write_candidate_overlays,
+from .outputs import (LESION_CSV_COLUMNS, VOLUME_OUTPUT_ENTRIES, detections_to_dict,
+                      prepare_volume_output_dir, write_candidate_overlays,
                       write_detections_json, write_lesions_csv, write_volume_outputs)
 from .volume_detection import VolumeDetectionResult, detect_lesions_in_volume
 from .volume_inference import (InferenceSetupError, SliceDetections, SliceInputSettings,
@@ -26,5 +27,5 @@ __all__ = [
     'box_iou', 'link_slice_detections', 'measure_lesion_candidates', 'VolumeDetectionResult',
     'detect_lesions_in_volume', 'LESION_CSV_COLUMNS', 'detections_to_dict',
     'write_detections_json', 'write_lesions_csv', 'write_candidate_overlays',
-    'write_volume_outputs'
+    'write_volume_outputs', 'prepare_volume_output_dir', 'VOLUME_OUTPUT_ENTRIES'
 ]

@@ -34,16 +34,20 @@ import json
 import os
 import os.path as osp
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
-import cv2
 import numpy as np
 
+from ..utils.safe_files import StagedOutputDir, atomic_imwrite, atomic_write
 from ..visualization import SOFT_TISSUE_WINDOW, draw_lesion_overlay
 from .volume_detection import VolumeDetectionResult
 
-__all__ = ['LESION_CSV_COLUMNS', 'detections_to_dict', 'write_detections_json',
-           'write_lesions_csv', 'write_candidate_overlays', 'write_volume_outputs']
+__all__ = ['LESION_CSV_COLUMNS', 'VOLUME_OUTPUT_ENTRIES', 'detections_to_dict',
+           'write_detections_json', 'write_lesions_csv', 'write_candidate_overlays',
+           'prepare_volume_output_dir', 'write_volume_outputs']
+
+#: What :func:`write_volume_outputs` creates in its folder (all an ``overwrite`` may replace).
+VOLUME_OUTPUT_ENTRIES = ('detections.json', 'lesions.csv', 'overlays')
 
 LESION_CSV_COLUMNS = (
     'candidate_id', 'first_slice', 'last_slice', 'best_slice', 'num_slices_detected',
@@ -146,14 +150,14 @@ def write_detections_json(result: VolumeDetectionResult, path: str,
     line)."""
     text = json.dumps(detections_to_dict(result, overlays), indent=1)
     text = _NUMBER_LIST.sub(lambda m: '[' + re.sub(r',\s+', ', ', m.group(1)) + ']', text)
-    with open(path, 'w') as handle:
+    with atomic_write(path) as handle:
         handle.write(text + '\n')
 
 
 def write_lesions_csv(result: VolumeDetectionResult, path: str,
                       overlays: Optional[Dict[int, str]] = None) -> None:
     """Write one row per candidate (columns :data:`LESION_CSV_COLUMNS`, best first)."""
-    with open(path, 'w', newline='') as handle:
+    with atomic_write(path, newline='') as handle:
         writer = csv.writer(handle, lineterminator='\n')
         writer.writerow(LESION_CSV_COLUMNS)
         for c in result.candidates:
@@ -191,25 +195,60 @@ def write_candidate_overlays(result: VolumeDetectionResult, out_dir: str, top_k:
             candidate.box[None], np.array([candidate.max_score]), score_thr=0.0,
             window=window, title=title, upscale=upscale, legend=False,
             pixel_spacing_mm=sx)
-        path = osp.join(out_dir, name)
-        if not cv2.imwrite(path, canvas):
-            raise OSError(f'could not write {path}')
+        atomic_imwrite(osp.join(out_dir, name), canvas)
         written[candidate.candidate_id] = osp.join(osp.basename(osp.normpath(out_dir)), name)
     return written
 
 
-def write_volume_outputs(result: VolumeDetectionResult, out_dir: str,
-                         top_k_overlays: int = 10) -> Dict[str, str]:
-    """Write ``detections.json``, ``lesions.csv`` and ``overlays/`` into ``out_dir``.
+def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, StagedOutputDir],
+                         top_k_overlays: int = 10, overwrite: bool = False) -> Dict[str, str]:
+    """Write ``detections.json``, ``lesions.csv`` and ``overlays/`` as one result folder.
+
+    The files are written into a staging folder and moved into place together
+    (:class:`~mp3d_mmdet.utils.safe_files.StagedOutputDir`): the folder then holds exactly
+    this result, and an error while writing (e.g. a full disk) leaves it as it was.
+
+    Args:
+        result (VolumeDetectionResult): what to write.
+        out_dir (str | StagedOutputDir): the result folder, or a staged folder created
+            before the run (:func:`prepare_volume_output_dir`, so that an unusable folder is
+            refused before inference).
+        top_k_overlays (int): overlays of this many best candidates.
+        overwrite (bool): with a folder path, replace an earlier run's results there.
 
     Returns:
         dict[str, str]: ``json``, ``csv``, ``overlays`` -> paths written.
+
+    Raises:
+        ValueError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``, or
+            holds files this writer does not write.
     """
-    os.makedirs(out_dir, exist_ok=True)
-    overlay_dir = osp.join(out_dir, 'overlays')
-    overlays = write_candidate_overlays(result, overlay_dir, top_k_overlays)
-    paths = dict(json=osp.join(out_dir, 'detections.json'), csv=osp.join(out_dir, 'lesions.csv'),
-                 overlays=overlay_dir)
-    write_detections_json(result, paths['json'], overlays)
-    write_lesions_csv(result, paths['csv'], overlays)
-    return paths
+    staged = out_dir if isinstance(out_dir, StagedOutputDir) else prepare_volume_output_dir(
+        out_dir, overwrite)
+    with staged:
+        overlays = write_candidate_overlays(result, osp.join(staged.path, 'overlays'),
+                                            top_k_overlays)
+        write_detections_json(result, osp.join(staged.path, 'detections.json'), overlays)
+        write_lesions_csv(result, osp.join(staged.path, 'lesions.csv'), overlays)
+    destination = staged.commit()
+    return dict(json=osp.join(destination, 'detections.json'),
+                csv=osp.join(destination, 'lesions.csv'),
+                overlays=osp.join(destination, 'overlays'))
+
+
+def prepare_volume_output_dir(out_dir: str, overwrite: bool = False,
+                              option: str = 'output folder') -> StagedOutputDir:
+    """Check ``out_dir`` for :func:`write_volume_outputs` and create its staging folder.
+
+    Args:
+        out_dir (str): the result folder (created if missing).
+        overwrite (bool): accept a folder holding an earlier run's results (replaced when
+            the new ones are complete); without it the folder must be empty or missing.
+        option (str): how the folder is named in error messages (e.g. ``'--out'``).
+
+    Raises:
+        ValueError: ``out_dir`` is a file, a non-empty folder without ``overwrite``, or holds
+            entries other than :data:`VOLUME_OUTPUT_ENTRIES`.
+        OSError: the folder cannot be created or written.
+    """
+    return StagedOutputDir(out_dir, overwrite, VOLUME_OUTPUT_ENTRIES, option)

@@ -52,12 +52,12 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from mmdet.utils import get_test_pipeline_cfg
 from tqdm import tqdm
 
 from ..datasets.transforms.slice_sampling import neighbour_positions, sample_slices_from_volume
 from ..datasets.transforms.slice_wise_resize import SliceWiseResize
+from ..utils.checkpoint_files import CheckpointFileError, load_state_dict_file
 from .volume_io import CTVolume
 
 __all__ = ['InferenceSetupError', 'SliceInputSettings', 'SliceDetections',
@@ -301,8 +301,6 @@ class VolumeLesionDetector:
             pixel_spacing = (self.cfg.get('volume_inference') or {}).get('pixel_spacing')
         self.pixel_spacing = None if pixel_spacing is None else float(pixel_spacing)
         self.device = _check_device(device)
-        if checkpoint is not None and not osp.isfile(checkpoint):
-            raise InferenceSetupError(f'checkpoint file not found: {checkpoint}')
         self.checkpoint = checkpoint
         init_default_scope(self.cfg.get('default_scope', 'mmdet'))
         self.model = MODELS.build(self.cfg.model)
@@ -317,19 +315,41 @@ class VolumeLesionDetector:
             self.dataset_meta = {'classes': ('lesion', )}
         else:
             try:
-                loaded = load_checkpoint(self.model, checkpoint, map_location='cpu',
-                                         strict=True, logger='silent')
-            except Exception as error:  # torch/mmengine raise many types here
-                lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
-                raise InferenceSetupError(
-                    f'cannot load checkpoint {checkpoint} into the model of '
-                    f'{self.config_path}: {type(error).__name__}: '
-                    f"{lines[0][:300] if lines else ''}") from None
-            meta = loaded.get('meta', {}) if isinstance(loaded, dict) else {}
+                state_dict, meta = load_state_dict_file(checkpoint)
+            except (FileNotFoundError, CheckpointFileError) as error:
+                raise InferenceSetupError(str(error)) from None
+            self._load_weights(state_dict, checkpoint)
             self.dataset_meta = dict(meta.get('dataset_meta') or {'classes': ('lesion', )})
         self.model.dataset_meta = self.dataset_meta
         self.model.to(self.device)
         self.model.eval()
+
+    def _load_weights(self, state_dict: Dict[str, torch.Tensor], checkpoint: str) -> None:
+        """Load ``state_dict`` into the model, every weight required (the modules' own
+        adaptations apply, e.g. the GTM resampling another slice count); a mismatch is one
+        line saying how far off the file is."""
+        problem = None
+        try:
+            result = self.model.load_state_dict(state_dict, strict=False)
+        except RuntimeError as error:  # torch reports shape mismatches this way
+            shapes = [line.strip().rstrip('.') for line in str(error).splitlines()
+                      if line.strip().startswith('size mismatch')]
+            if not shapes:
+                raise
+            problem = f'{len(shapes)} weight(s) of another shape ({shapes[0]})'
+        else:
+            parts = []
+            if result.missing_keys:
+                parts.append(f'{len(result.missing_keys)} of the model\'s '
+                             f'{len(self.model.state_dict())} weights missing (e.g. '
+                             f'{result.missing_keys[0]})')
+            if result.unexpected_keys:
+                parts.append(f'{len(result.unexpected_keys)} unexpected (e.g. '
+                             f'{result.unexpected_keys[0]})')
+            problem = '; '.join(parts) or None
+        if problem:
+            raise InferenceSetupError(f'{checkpoint}: not a checkpoint of the model of '
+                                      f'{self.config_path}: {problem}')
 
     def build_slice_pipeline(self, resize_cfg: Optional[Dict[str, Any]]) -> Compose:
         """The config's test transforms after LoadCTSlices, built by mmdet's registry.

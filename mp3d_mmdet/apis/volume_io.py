@@ -18,9 +18,12 @@ a standard axial grid:
   slices (a 2D image, a single-slice volume, a 4D or RGB image are refused); its spacing is
   present in the file header (NIfTI ``pixdim``, MetaImage ``ElementSpacing``/``ElementSize``,
   NRRD ``spacings``/``space directions``, DICOM ``PixelSpacing`` and distinct
-  ``ImagePositionPatient`` per slice) and finite and > 0. Intensities that are clearly not HU
-  (no air below -500 HU, a value range under 100, or a 99.5th percentile above 3000) only
-  give a warning: a cropped or unusual scan can trip these rules.
+  ``ImagePositionPatient`` per slice), finite, > 0 and within the plausible CT range of
+  :mod:`mp3d_mmdet.utils.ct_spacing` (on the axial grid); no voxel is NaN or infinite (for
+  NIfTI the stored values are read with nibabel, since ITK's reader turns NaN into 0).
+  Intensities that are clearly not HU (no air below -500 HU, a value range under 100, or a
+  99.5th percentile above 3000) only give a warning: a cropped or unusual scan can trip these
+  rules.
 * Warnings are returned in :attr:`CTVolume.warnings` (and recorded in the outputs), never
   printed here; ITK's own console warnings are switched off while reading.
 
@@ -35,10 +38,12 @@ import os
 import os.path as osp
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+
+from ..utils.ct_spacing import ct_spacing_problem
 
 __all__ = ['VolumeInputError', 'VolumeGeometry', 'CTVolume', 'read_ct_volume',
            'SUPPORTED_FILE_SUFFIXES', 'STANDARD_ORIENTATION']
@@ -361,6 +366,36 @@ def _read_dicom_series(folder: str) -> Tuple[sitk.Image, str, List[str], Optiona
     return image, 'dicom', warnings, uid
 
 
+def _check_finite(path: str, values: np.ndarray,
+                  where: Callable[[Tuple[int, ...]], str]) -> None:
+    """Raise if ``values`` holds NaN or infinite entries; ``where(index)`` words the position
+    of the first one."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise VolumeInputError(f'{path}: {int(bad.sum())} voxels are NaN or infinite (the first '
+                               f'at {where(first)}); CT values must be finite HU')
+
+
+def _check_nifti_stored_values_finite(path: str) -> None:
+    """Check the voxel values as stored in a NIfTI file (read with nibabel).
+
+    ITK's NIfTI reader replaces NaN by 0 when it converts the stored data, so the image it
+    returns cannot show them; the stored (unscaled) values of a floating-point file are read
+    again here. Integer files cannot hold non-finite values and are not read twice.
+    """
+    import nibabel
+    try:
+        image = nibabel.load(path)
+        if np.dtype(image.get_data_dtype()).kind not in 'fc':
+            return
+        stored = np.asarray(image.dataobj.get_unscaled())
+    except Exception as error:  # nibabel raises several types for files ITK accepted
+        raise VolumeInputError(f'{path}: cannot read the NIfTI voxel data to check it '
+                               f'({type(error).__name__}: {error})') from None
+    _check_finite(path, stored, lambda ijk: f'voxel {ijk} of the file as stored')
+
+
 def _hu_statistics(hu: np.ndarray) -> Dict[str, float]:
     step = max(1, int(np.ceil(hu.size / _HU_SAMPLE_VOXELS)))
     sample = hu.reshape(-1)[::step]
@@ -414,8 +449,8 @@ def read_ct_volume(path: str, min_slices: int = 2,
 
     Raises:
         VolumeInputError: the path is missing or unreadable, not a single-channel 3D image,
-            has fewer than ``min_slices`` slices, lacks a valid voxel spacing, or holds NaN or
-            infinite values.
+            has fewer than ``min_slices`` slices, lacks a valid or plausible voxel spacing,
+            or holds NaN or infinite values.
     """
     if min_slices < 2:
         raise ValueError(f'min_slices must be >= 2, got {min_slices}')
@@ -463,14 +498,16 @@ def read_ct_volume(path: str, min_slices: int = 2,
         raise VolumeInputError(f'{path}: {geometry.size[2]} axial slices; at least '
                                f'{min_slices} are needed')
 
+    problem = ct_spacing_problem(geometry.spacing[:2], geometry.spacing[2])
+    if problem:
+        raise VolumeInputError(f'{path}: {problem}; voxel spacing {geometry.spacing} mm')
+
+    if source_format == 'nifti':
+        _check_nifti_stored_values_finite(path)
     hu = _as_hu_array(image)
     if hu.dtype.kind == 'f':
-        bad = ~np.isfinite(hu)
-        if bad.any():
-            z, y, x = (int(i) for i in np.argwhere(bad)[0])
-            raise VolumeInputError(f'{path}: {int(bad.sum())} voxels are NaN or infinite (the '
-                                   f'first at slice {z}, row {y}, column {x} of the '
-                                   f'{geometry.orientation} grid); CT values must be finite HU')
+        _check_finite(path, hu, lambda zyx: f'slice {zyx[0]}, row {zyx[1]}, column {zyx[2]} '
+                      f'of the {geometry.orientation} grid')
     stats = _hu_statistics(hu)
     warnings.extend(_hu_warnings(path, stats))
     return CTVolume(hu=hu, geometry=geometry, original_geometry=original,

@@ -21,6 +21,7 @@ from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
 from .dl_info import SPLIT_CODES, DLInfoRow, read_dl_info, slice_file_name
+from .transforms.loading import check_image_size, read_png_size
 
 __all__ = ['DeepLesionDataset']
 
@@ -62,7 +63,9 @@ class DeepLesionDataset(BaseDetDataset):
             smaller fraction is a subset of a larger one. Defaults to 1.0.
         fraction_seed (int): seed of that permutation. Defaults to 0.
         check_files (bool): check at load time that every key slice PNG exists (raises
-            FileNotFoundError naming the csv row). Defaults to True.
+            FileNotFoundError naming the csv row) and that its size (read from the PNG
+            header) is the row's ``Image_size`` (ValueError naming the rows). Defaults to
+            True.
         **kwargs: the other arguments of :class:`mmdet.datasets.BaseDetDataset`
             (``pipeline``, ``test_mode``, ``filter_cfg``, ``lazy_init`` ...).
             ``filter_cfg=dict(filter_empty_gt=True, min_size=0)`` drops key slices without
@@ -166,9 +169,15 @@ class DeepLesionDataset(BaseDetDataset):
         width, height = first.image_size
         series_dir = osp.join(self.data_prefix['img'], first.series_folder)
         img_path = osp.join(series_dir, slice_file_name(first.key_slice_index))
-        if self.check_files and not osp.isfile(img_path):
-            raise FileNotFoundError(f'{self.ann_file}: row {first.csv_row}: key slice file '
-                                    f'{img_path} not found')
+        if self.check_files:
+            if not osp.isfile(img_path):
+                raise FileNotFoundError(f'{self.ann_file}: row {first.csv_row}: key slice file '
+                                        f'{img_path} not found')
+            try:
+                check_image_size(img_path, read_png_size(img_path), first.image_size,
+                                 [row.csv_row for row in rows])
+            except ValueError as error:
+                raise ValueError(f'{self.ann_file}: {error}') from None
         windows: List[tuple] = []
         for row in rows:
             for window in row.dicom_windows:

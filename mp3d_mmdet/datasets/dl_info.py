@@ -29,10 +29,14 @@ written -- the 0-based conversion happens in the dataset. ``Image_size`` is read
 DeepLesion images are square, so the order never matters there).
 """
 import csv
+import io
 import math
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
+
+from ..utils.ct_spacing import ct_spacing_problem
+from ..utils.safe_files import atomic_write
 
 __all__ = [
     'DL_INFO_COLUMNS', 'SPLIT_CODES', 'LESION_TYPE_NAMES', 'DLInfoRow', 'read_dl_info',
@@ -178,9 +182,17 @@ def _parse_row(path: str, csv_row: int, fields: Dict[str, str]) -> DLInfoRow:
                       f'does not match the slice number {int(match.group(4))} of File_name '
                       f'{file_name!r}')
 
+    ids = {column: p.integer(column)
+           for column in ('Patient_index', 'Study_index', 'Series_ID')}
+    for column, group in zip(ids, match.groups()[:3]):
+        if ids[column] != int(group):
+            raise p.error(column, f'does not match File_name {file_name!r} '
+                          '(<patient>_<study>_<series>_<slice>.png)')
+
     box = p.numbers('Bounding_boxes', 4)
-    if box[2] < box[0] or box[3] < box[1]:
-        raise p.error('Bounding_boxes', 'expected x1 <= x2 and y1 <= y2')
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise p.error('Bounding_boxes', 'expected x1 < x2 and y1 < y2 (a box of positive '
+                      'width and height)')
     diameters = p.numbers('Lesion_diameters_Pixel_', 2)
     if min(diameters) < 0:
         raise p.error('Lesion_diameters_Pixel_', 'expected non-negative diameters')
@@ -201,8 +213,9 @@ def _parse_row(path: str, csv_row: int, fields: Dict[str, str]) -> DLInfoRow:
                       '<= last')
 
     spacing = p.numbers('Spacing_mm_px_', 3)
-    if min(spacing) <= 0:
-        raise p.error('Spacing_mm_px_', 'expected positive x, y, z spacings in mm')
+    problem = ct_spacing_problem(spacing[:2], spacing[2])
+    if problem:
+        raise p.error('Spacing_mm_px_', problem)
     size = p.numbers('Image_size', 2)
     if min(size) < 1 or size != tuple(float(int(v)) for v in size):
         raise p.error('Image_size', 'expected two positive integers (width, height)')
@@ -216,9 +229,9 @@ def _parse_row(path: str, csv_row: int, fields: Dict[str, str]) -> DLInfoRow:
     return DLInfoRow(
         csv_row=csv_row,
         file_name=file_name,
-        patient_index=p.integer('Patient_index'),
-        study_index=p.integer('Study_index'),
-        series_id=p.integer('Series_ID'),
+        patient_index=ids['Patient_index'],
+        study_index=ids['Study_index'],
+        series_id=ids['Series_ID'],
         key_slice_index=key_slice_index,
         measurement_coordinates=p.numbers('Measurement_coordinates', 8),
         bounding_box=box,
@@ -235,45 +248,67 @@ def _parse_row(path: str, csv_row: int, fields: Dict[str, str]) -> DLInfoRow:
         train_val_test=split)
 
 
+def _read_text(path: str) -> str:
+    """The file's text (UTF-8, optional BOM); a decoding error names the line and byte."""
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f'DeepLesion annotation file not found: {path}') from None
+    try:
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as error:
+        line = data.count(b'\n', 0, error.start) + 1
+        raise ValueError(f'{path}: row {line} is not UTF-8 text (byte {data[error.start]:#04x} '
+                         f'at offset {error.start}); DL_info.csv must be UTF-8') from None
+
+
 def read_dl_info(path: str) -> List[DLInfoRow]:
     """Read and validate every row of a ``DL_info.csv``.
 
+    Besides each row's own fields (see :class:`DLInfoRow`), the file as a whole must not
+    annotate the same box on the same key slice twice.
+
     Args:
-        path (str): path of the csv file.
+        path (str): path of the csv file (UTF-8, optionally with a byte-order mark).
 
     Returns:
         list[DLInfoRow]: the rows in file order.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: a required column is missing, or a row is malformed; the message names the
-            file, the 1-based row number (header = row 1) and the column.
+        ValueError: the file is not UTF-8, a required column is missing, a row is malformed
+            or duplicates an earlier one; the message names the file, the 1-based row number
+            (header = row 1) and the column.
     """
-    try:
-        handle = open(path, newline='', encoding='utf-8-sig')
-    except FileNotFoundError:
-        raise FileNotFoundError(f'DeepLesion annotation file not found: {path}') from None
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f'{path}: empty file, expected the DL_info.csv header')
-        header = [name.strip() for name in header]
-        missing = [name for name in DL_INFO_COLUMNS if name not in header]
-        if missing:
-            raise ValueError(f'{path}: missing column(s) {missing} in the header (row 1); '
-                             f'DL_info.csv needs {list(DL_INFO_COLUMNS)}')
-        position = {name: header.index(name) for name in DL_INFO_COLUMNS}
-        rows = []
-        for line_number, values in enumerate(reader, start=2):
-            if not values or all(not v.strip() for v in values):
-                continue  # blank line (e.g. trailing newline)
-            if len(values) != len(header):
-                raise ValueError(f'{path}: row {line_number} has {len(values)} fields, the '
-                                 f'header has {len(header)} (unquoted comma in a '
-                                 'multi-valued field?)')
-            fields = {name: values[i] for name, i in position.items()}
-            rows.append(_parse_row(path, line_number, fields))
+    reader = csv.reader(io.StringIO(_read_text(path), newline=''))
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f'{path}: empty file, expected the DL_info.csv header')
+    header = [name.strip() for name in header]
+    missing = [name for name in DL_INFO_COLUMNS if name not in header]
+    if missing:
+        raise ValueError(f'{path}: missing column(s) {missing} in the header (row 1); '
+                         f'DL_info.csv needs {list(DL_INFO_COLUMNS)}')
+    position = {name: header.index(name) for name in DL_INFO_COLUMNS}
+    rows = []
+    first_row_of: Dict[Tuple[str, Tuple[float, ...]], int] = {}
+    for line_number, values in enumerate(reader, start=2):
+        if not values or all(not v.strip() for v in values):
+            continue  # blank line (e.g. trailing newline)
+        if len(values) != len(header):
+            raise ValueError(f'{path}: row {line_number} has {len(values)} fields, the '
+                             f'header has {len(header)} (unquoted comma in a '
+                             'multi-valued field?)')
+        fields = {name: values[i] for name, i in position.items()}
+        row = _parse_row(path, line_number, fields)
+        key = (row.file_name, row.bounding_box)
+        if key in first_row_of:
+            raise ValueError(f'{path}: row {line_number} repeats row {first_row_of[key]} (same '
+                             f'File_name {row.file_name!r} and Bounding_boxes); each lesion '
+                             'must be listed once')
+        first_row_of[key] = line_number
+        rows.append(row)
     return rows
 
 
@@ -285,13 +320,14 @@ def write_dl_info(path: str, rows: List[DLInfoRow]) -> None:
     """Write rows in the official ``DL_info.csv`` format (numbers with 6 significant digits).
 
     Multi-valued fields are written as ``"a, b, c"`` (quoted), exactly like the release.
-    ``csv_row`` of the rows is ignored (rows are written in list order).
+    ``csv_row`` of the rows is ignored (rows are written in list order). The file is written
+    whole or not at all (a temporary file renamed into place).
 
     Args:
         path (str): output path.
         rows (list[DLInfoRow]): rows to write.
     """
-    with open(path, 'w', newline='') as handle:
+    with atomic_write(path, newline='') as handle:
         writer = csv.writer(handle, lineterminator='\n')
         writer.writerow(DL_INFO_COLUMNS)
         for row in rows:

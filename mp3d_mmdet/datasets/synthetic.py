@@ -59,6 +59,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..utils.safe_files import atomic_write
 from .dl_info import (DLInfoRow, series_folder_name, slice_file_name, write_dl_info)
 from .transforms.slice_sampling import PNG_HU_OFFSET
 
@@ -665,7 +666,7 @@ def make_synthetic_deeplesion(out_dir: str,
         if not cv2.imwrite(path, values):
             raise OSError(f'could not write {path}')
     write_dl_info(csv_path, rows)
-    with open(recipe_path, 'w') as handle:
+    with atomic_write(recipe_path) as handle:  # written last, whole: marks a complete set
         json.dump(recipe, handle, indent=2, sort_keys=True)
 
     split_names = {1: 'train', 2: 'val', 3: 'test'}

@@ -11,10 +11,9 @@ The narrowest fix, applied when :mod:`mp3d_mmdet` is imported, keeps ``weights_o
 and adds exactly the classes those checkpoints contain to torch's allow-list:
 
 * ``mmengine.logging.HistoryBuffer`` -- a plain container of two numpy arrays and an int;
-* numpy's array/scalar reconstruction functions and dtype classes (``numpy.ndarray``,
-  ``numpy.dtype`` and its concrete subclasses, ``numpy.core.multiarray._reconstruct`` and
-  ``numpy.core.multiarray.scalar``), which rebuild arrays from raw bytes without running
-  arbitrary code.
+* numpy's array/scalar reconstruction functions and dtype classes
+  (:func:`~mp3d_mmdet.utils.pickle_allowlist.numpy_pickle_globals`), which rebuild arrays
+  from raw bytes without running arbitrary code.
 
 One more thing stands in the way: mmengine's ``HistoryBuffer.__getstate__`` also pickles its
 class-level table of statistics functions (``min``, ``max``, ``current``, ``mean``), which
@@ -33,26 +32,20 @@ loading a checkpoint from an untrusted source stays as safe as torch's default m
 """
 from typing import Any, Dict, List
 
-import numpy as np
 import torch
+
+from .pickle_allowlist import numpy_pickle_globals
 
 
 def mmengine_checkpoint_globals() -> List[object]:
     """Return the classes and functions that mmengine checkpoints pickle besides tensors.
 
     Returns:
-        list: objects to pass to :func:`torch.serialization.add_safe_globals`.
+        list: ``HistoryBuffer`` and :func:`~mp3d_mmdet.utils.pickle_allowlist.numpy_pickle_globals`,
+        to pass to :func:`torch.serialization.add_safe_globals`.
     """
     from mmengine.logging import HistoryBuffer
-
-    try:  # numpy >= 1.25 keeps the pickling helpers in numpy.core.multiarray
-        from numpy.core.multiarray import _reconstruct, scalar
-    except ImportError:  # pragma: no cover - numpy 2 moved them to numpy._core
-        from numpy._core.multiarray import _reconstruct, scalar  # type: ignore
-    dtype_classes = [type(np.dtype(name)) for name in (
-        'bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
-        'uint64', 'float16', 'float32', 'float64')]
-    return [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar, *dtype_classes]
+    return [HistoryBuffer, *numpy_pickle_globals()]
 
 
 #: Statistics every HistoryBuffer re-creates in ``__setstate__``; no need to pickle them.

@@ -5,6 +5,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from test_apis.volume_fixtures import REPO, tiny_config_text
 
 from mp3d_mmdet.apis import (CTVolume, InferenceSetupError, VolumeGeometry,
@@ -195,8 +196,19 @@ def test_setup_errors(tmp_path, tiny_cfg_path):
         VolumeLesionDetector(tiny_cfg_path, str(tmp_path / 'none.pth'))
     wrong = tmp_path / 'wrong.pth'
     torch.save({'state_dict': {'backbone.stem.weight': torch.zeros(1)}}, str(wrong))
-    with pytest.raises(InferenceSetupError, match=r'cannot load checkpoint .*wrong\.pth into the '
-                       r'model of .*tiny5\.py: RuntimeError'):
+    with pytest.raises(InferenceSetupError, match=r"wrong\.pth: not a checkpoint of the model "
+                       r"of .*tiny5\.py: 97 of the model's 97 weights missing \(e\.g\. "
+                       r'backbone\.conv1\.weight\); 1 unexpected \(e\.g\. '
+                       r'backbone\.stem\.weight\)'):
+        VolumeLesionDetector(tiny_cfg_path, str(wrong))
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    weights = MODELS.build(Config.fromfile(tiny_cfg_path).model).state_dict()
+    weights['roi_head.bbox_head.fc_cls.weight'] = torch.zeros(4, 32)  # 3 classes, not 1
+    torch.save({'state_dict': weights}, str(wrong))
+    with pytest.raises(InferenceSetupError, match=r'tiny5\.py: 1 weight\(s\) of another shape '
+                       r'\(size mismatch for roi_head\.bbox_head\.fc_cls\.weight: '):
         VolumeLesionDetector(tiny_cfg_path, str(wrong))
     if not torch.cuda.is_available():
         with pytest.raises(InferenceSetupError, match=r'--device cuda requested but CUDA is not '

@@ -216,6 +216,43 @@ def test_non_finite_values(tmp_path):
         read_ct_volume(path)
 
 
+@pytest.mark.parametrize('suffix', ['.nii', '.nii.gz'])
+def test_non_finite_values_in_nifti(tmp_path, suffix):
+    import nibabel
+    hu = _ct_array().astype(np.float32)  # (Z, Y, X)
+    hu[2, 3, 4] = np.nan
+    hu[4, 1, 1] = -np.inf
+    path = str(tmp_path / f'nan{suffix}')
+    # nibabel's array is indexed (i, j, k) = (x, y, z)
+    nibabel.save(nibabel.Nifti1Image(hu.transpose(2, 1, 0), np.diag([0.7, 0.8, 2.5, 1.0])),
+                 path)
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(path))).all()  # ITK hides them
+    with pytest.raises(VolumeInputError, match=rf'nan{suffix.replace(".", "[.]")}: 2 voxels are '
+                       r'NaN or infinite \(the first at voxel \(1, 1, 4\) of the file as stored\)'):
+        read_ct_volume(path)
+
+
+def test_integer_nifti_is_not_read_twice(tmp_path, monkeypatch):
+    import nibabel
+    path = str(tmp_path / 'int.nii.gz')
+    sitk.WriteImage(make_sitk_image(_ct_array(), SPACING), path)
+    monkeypatch.setattr(nibabel.arrayproxy.ArrayProxy, 'get_unscaled',
+                        lambda self: pytest.fail('integer data read again'))
+    assert read_ct_volume(path).hu.dtype == np.int16
+
+
+@pytest.mark.parametrize('spacing, message', [
+    ((0.7, 0.7, 1e-6), 'slice interval 1e-06 mm is outside the plausible CT range'),
+    ((0.7, 0.7, 1e9), 'slice interval 1000000000.0 mm is outside'),
+    ((1e-4, 0.7, 2.5), r'pixel spacing \(x\) 0.0001 mm is outside'),
+])
+def test_implausible_spacing(tmp_path, spacing, message):
+    path = str(tmp_path / 'odd.mha')
+    sitk.WriteImage(make_sitk_image(_ct_array(), spacing), path)
+    with pytest.raises(VolumeInputError, match=rf'odd\.mha: {message}'):
+        read_ct_volume(path)
+
+
 def _zero_nifti_pixdim(path):
     with gzip.open(path, 'rb') as handle:
         data = bytearray(handle.read())

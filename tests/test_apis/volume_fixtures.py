@@ -268,3 +268,30 @@ train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
 val_dataloader = dict(num_workers=0, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = dict(num_workers=0, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 """ + extra
+
+
+def write_tiny_model(folder: str) -> Tuple[str, str]:
+    """A tiny 3-slice config (:func:`tiny_config_text`, 64 px) and a checkpoint of its randomly
+    initialised model (seed 0) in ``folder``; returns ``(config path, checkpoint path)``."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+    cfg_path = osp.join(folder, 'tiny3.py')
+    with open(cfg_path, 'w') as handle:
+        handle.write(tiny_config_text(num_slices=3, slice_interval=2.5, scale=64))
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(cfg_path).model)
+    model.init_weights()
+    checkpoint = osp.join(folder, 'random.pth')
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': {'classes': ('lesion', )}}}, checkpoint)
+    return cfg_path, checkpoint
+
+
+def write_small_volume(path: str) -> str:
+    """An 8-slice 40 x 36 px NIfTI phantom (1.5 x 1.5 x 4 mm) with one lesion at ``path``."""
+    hu = phantom_volume((40, 36, 8), (1.5, 1.5, 4.0), [PlantedLesion((30, 27, 14), (8, 7, 7))])
+    sitk.WriteImage(make_sitk_image(hu, (1.5, 1.5, 4.0), (-30.0, 12.0, 400.0)), path)
+    return path

@@ -1,5 +1,6 @@
 """DeepLesionDataset on generated data (split sizes, noisy rows, fractions) and on hand-made
 csv files (coordinates, diameters, grouping, errors)."""
+import dataclasses
 import os
 import os.path as osp
 from collections import Counter
@@ -10,6 +11,7 @@ import pytest
 
 from mp3d_mmdet.datasets import DeepLesionDataset, make_synthetic_deeplesion
 from mp3d_mmdet.datasets.dl_info import DLInfoRow, read_dl_info, write_dl_info
+from mp3d_mmdet.datasets.transforms import LoadCTSlices
 from mmdet.registry import DATASETS
 
 DATA_INFO_KEYS = {
@@ -253,11 +255,26 @@ def test_a_noisy_lesion_leaves_the_other_lesions_of_its_key_slice(tmp_path):
 
 
 def test_inconsistent_rows_of_one_key_slice(tmp_path):
-    rows = [make_row(), make_row(spacing_mm_px=(0.8, 0.8, 5.0))]
+    rows = [make_row(), make_row(spacing_mm_px=(0.8, 0.8, 5.0), bounding_box=(1.0, 1.0, 5.0, 5.0))]
     root = write_dataset(tmp_path, rows)
     with pytest.raises(ValueError, match='rows 2 and 3 annotate the same key slice '
                        '000001_01_01_005.png but disagree on spacing_mm_px'):
         build(root)
+
+
+def test_image_size_must_match_the_png_files(tmp_path):
+    rows = [make_row(), make_row(bounding_box=(1.0, 1.0, 5.0, 5.0))]
+    root = write_dataset(tmp_path, rows)
+    write_dl_info(osp.join(root, 'DL_info.csv'),
+                  [dataclasses.replace(row, image_size=(96, 96)) for row in rows])
+    with pytest.raises(ValueError, match=r"DL_info.csv: csv row\(s\) 2, 3, column 'Image_size': "
+                       r'96x96 but the key slice .*005.png is 64x64 px'):
+        build(root)
+    # without the file check at load time, the loader refuses the item instead
+    dataset = DeepLesionDataset(data_root=root, check_files=False,
+                                pipeline=[LoadCTSlices(num_slices=3)])
+    with pytest.raises(ValueError, match=r"'Image_size': 96x96 but the key slice"):
+        dataset[0]
 
 
 def test_filter_cfg_applies_to_training_only(tmp_path):

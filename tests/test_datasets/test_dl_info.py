@@ -81,7 +81,10 @@ def test_row_with_wrong_field_count(tmp_path):
 
 @pytest.mark.parametrize('column,value,message', [
     ('Bounding_boxes', '226.169, 90.0204, 241.742', 'expected 4 comma-separated numbers, found 3'),
-    ('Bounding_boxes', '241.742, 90.0204, 226.169, 111.685', 'expected x1 <= x2'),
+    ('Bounding_boxes', '241.742, 90.0204, 226.169, 111.685', 'expected x1 < x2 and y1 < y2'),
+    ('Bounding_boxes', '226.169, 90.0204, 226.169, 111.685', 'expected x1 < x2 and y1 < y2'),
+    ('Bounding_boxes', '226.169, 90.0204, 241.742, 90.0204',
+     r'expected x1 < x2 and y1 < y2 \(a box of positive width and height\)'),
     ('Measurement_coordinates', '1, 2, x, 4, 5, 6, 7, 8', 'expected comma-separated numbers'),
     ('Patient_index', 'one', 'expected an integer'),
     ('Key_slice_index', '110', 'does not match the slice number 109'),
@@ -89,15 +92,50 @@ def test_row_with_wrong_field_count(tmp_path):
     ('Coarse_lesion_type', '9', 'expected 1..8 or -1'),
     ('Possibly_noisy', '2', 'expected 0 or 1'),
     ('Slice_range', '110, 115', r'expected first <= Key_slice_index \(109\) <= last'),
-    ('Spacing_mm_px_', '0.5, 0.5, 0', 'expected positive x, y, z spacings'),
+    ('Spacing_mm_px_', '0.5, 0.5, 0', r'slice interval 0.0 mm is outside the plausible CT'),
+    ('Spacing_mm_px_', '0.5, 0.5, 1e-06', r'slice interval 1e-06 mm is outside the plausible'),
+    ('Spacing_mm_px_', '0.5, 0.5, 1e9', r'slice interval 1000000000.0 mm is outside'),
+    ('Spacing_mm_px_', '0.0001, 0.5, 2.5', r'pixel spacing \(x\) 0.0001 mm is outside'),
+    ('Patient_index', '2', r"does not match File_name '000001_01_01_109.png'"),
+    ('Study_index', '2', r"does not match File_name '000001_01_01_109.png'"),
+    ('Series_ID', '3', r"does not match File_name '000001_01_01_109.png'"),
     ('Image_size', '512.5, 512', 'expected two positive integers'),
     ('DICOM_windows', '-175, 275, 30', 'expected a non-empty multiple of 2 .* found 3'),
     ('Patient_age', 'old', 'expected a number or an empty field'),
     ('Train_Val_Test', '4', r'expected 1 \(train\), 2 \(val\) or 3 \(test\)'),
 ])
 def test_malformed_field_names_row_and_column(tmp_path, column, value, message):
+    other_lesion = list(OFFICIAL_ROW)
+    other_lesion[DL_INFO_COLUMNS.index('Bounding_boxes')] = '10, 10, 20, 20'
     bad = list(OFFICIAL_ROW)
     bad[DL_INFO_COLUMNS.index(column)] = value
-    path = write_csv(tmp_path / 'DL_info.csv', [OFFICIAL_ROW, OFFICIAL_ROW, bad])
+    path = write_csv(tmp_path / 'DL_info.csv', [OFFICIAL_ROW, other_lesion, bad])
     with pytest.raises(ValueError, match=rf"DL_info.csv: row 4, column '{column}': {message}"):
         read_dl_info(path)
+
+
+def test_duplicate_row_is_named_with_its_twin(tmp_path):
+    other = list(OFFICIAL_ROW)
+    other[DL_INFO_COLUMNS.index('Bounding_boxes')] = '10, 10, 20, 20'
+    path = write_csv(tmp_path / 'DL_info.csv', [OFFICIAL_ROW, other, list(OFFICIAL_ROW)])
+    with pytest.raises(ValueError, match=r"DL_info.csv: row 4 repeats row 2 \(same File_name "
+                       r"'000001_01_01_109.png' and Bounding_boxes\)"):
+        read_dl_info(path)
+
+
+def test_non_utf8_file_names_the_row(tmp_path):
+    path = write_csv(tmp_path / 'DL_info.csv', [OFFICIAL_ROW])
+    lines = (tmp_path / 'DL_info.csv').read_bytes().split(b'\n')
+    lines[1] = lines[1].replace(b'F,62', b'\xe9,62')  # latin-1 e-acute
+    (tmp_path / 'DL_info.csv').write_bytes(b'\n'.join(lines))
+    with pytest.raises(ValueError, match=r'DL_info.csv: row 2 is not UTF-8 text \(byte 0xe9 '
+                       r'at offset \d+\)') as error:
+        read_dl_info(path)
+    assert '\n' not in str(error.value)
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = write_csv(tmp_path / 'DL_info.csv', [OFFICIAL_ROW])
+    data = (tmp_path / 'DL_info.csv').read_bytes()
+    (tmp_path / 'DL_info.csv').write_bytes(b'\xef\xbb\xbf' + data)
+    assert read_dl_info(path)[0].file_name == '000001_01_01_109.png'

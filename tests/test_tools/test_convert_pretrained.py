@@ -113,8 +113,8 @@ def test_cli_rejects_a_2d_detector_checkpoint(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('args,match', [
-    (['missing.pth', 'out.pth'], 'pre-training checkpoint not found: missing.pth'),
-    (['{src}', '{src}'], 'is the input checkpoint; choose another file'),
+    (['missing.pth', 'out.pth'], 'pre-training checkpoint file not found: missing.pth'),
+    (['{src}', '{src}'], 'is the input {src} (the same file after resolving links)'),
     (['{src}', 'out.pth', '--num-slices', '8'], 'num_slices must be an odd int >= 3'),
 ])
 def test_cli_bad_arguments(pretrain_checkpoint, tmp_path, capsys, args, match):
@@ -125,4 +125,5 @@ def test_cli_bad_arguments(pretrain_checkpoint, tmp_path, capsys, args, match):
         load_tool().main(args)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith('convert_pretrained.py: error: ') and match in err
+    assert err.startswith('convert_pretrained.py: error: ')
+    assert match.format(src=pretrain_checkpoint) in err

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_apis.volume_fixtures import (REPO, PlantedLesion, make_sitk_image, phantom_volume,
-                                       tiny_config_text, write_dicom_series)
+from test_apis.volume_fixtures import (REPO, make_sitk_image, phantom_volume,
+                                       write_dicom_series, write_small_volume,
+                                       write_tiny_model)
 
 from mp3d_mmdet.apis import LESION_CSV_COLUMNS
 
@@ -33,29 +34,12 @@ def cli():
 @pytest.fixture(scope='module')
 def model_files(tmp_path_factory):
     """A tiny 3-slice config and a randomly initialised checkpoint of it."""
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
-    root = tmp_path_factory.mktemp('model')
-    cfg_path = root / 'tiny3.py'
-    cfg_path.write_text(tiny_config_text(num_slices=3, slice_interval=2.5, scale=64))
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(str(cfg_path)).model)
-    model.init_weights()
-    ckpt = root / 'random.pth'
-    torch.save({'state_dict': model.state_dict(),
-                'meta': {'dataset_meta': {'classes': ('lesion', )}}}, str(ckpt))
-    return str(cfg_path), str(ckpt)
+    return write_tiny_model(str(tmp_path_factory.mktemp('model')))
 
 
 @pytest.fixture(scope='module')
 def volume_path(tmp_path_factory):
-    root = tmp_path_factory.mktemp('volume')
-    hu = phantom_volume((40, 36, 8), (1.5, 1.5, 4.0), [PlantedLesion((30, 27, 14), (8, 7, 7))])
-    path = str(root / 'ct.nii.gz')
-    sitk.WriteImage(make_sitk_image(hu, (1.5, 1.5, 4.0), (-30.0, 12.0, 400.0)), path)
-    return path
+    return write_small_volume(str(tmp_path_factory.mktemp('volume') / 'ct.nii.gz'))
 
 
 def _run(cli, capsys, args):

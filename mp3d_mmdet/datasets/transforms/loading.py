@@ -1,6 +1,7 @@
 """Loading of the N-slice CT input of one DeepLesion key slice from the release's PNG files."""
 import os.path as osp
-from typing import List, Sequence
+import struct
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -8,11 +9,12 @@ from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 
 from ...utils.cpu_memory import retain_freed_cpu_memory
+from ...utils.ct_spacing import ct_spacing_problem
 from ..dl_info import slice_file_name
 from .slice_sampling import (DEFAULT_HU_WINDOW, DEFAULT_OUT_RANGE, PNG_HU_OFFSET, SlicePlan,
                              assemble_slices, neighbour_sampling_plan)
 
-__all__ = ['LoadCTSlices', 'read_uint16_png']
+__all__ = ['LoadCTSlices', 'read_uint16_png', 'read_png_size', 'check_image_size']
 
 
 def read_uint16_png(path: str) -> np.ndarray:
@@ -43,6 +45,47 @@ def read_uint16_png(path: str) -> np.ndarray:
     return image
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def read_png_size(path: str) -> Tuple[int, int]:
+    """``(width, height)`` of a PNG file from its header (reads 24 bytes, decodes nothing).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file does not start with a PNG signature and IHDR chunk.
+    """
+    try:
+        with open(path, 'rb') as handle:
+            head = handle.read(24)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'CT slice file not found: {path}') from None
+    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b'IHDR':
+        raise ValueError(f'CT slice {path} is not a PNG file (no PNG signature and IHDR header)')
+    width, height = struct.unpack('>II', head[16:24])
+    return int(width), int(height)
+
+
+def check_image_size(path: str, actual_wh: Tuple[int, int], expected_wh: Tuple[int, int],
+                     csv_rows: Sequence[object] = ()) -> None:
+    """Raise if a key slice's real size differs from the annotation's ``Image_size``.
+
+    Args:
+        path (str): the slice file.
+        actual_wh (tuple[int, int]): ``(width, height)`` of the file.
+        expected_wh (tuple[int, int]): ``(width, height)`` the annotation states.
+        csv_rows (Sequence): csv rows annotating the slice (named in the message).
+
+    Raises:
+        ValueError: one line naming the rows, both sizes and the file.
+    """
+    if tuple(actual_wh) != tuple(expected_wh):
+        rows = ', '.join(str(r) for r in csv_rows) or '?'
+        raise ValueError(f"csv row(s) {rows}, column 'Image_size': {expected_wh[0]}x"
+                         f'{expected_wh[1]} but the key slice {path} is {actual_wh[0]}x'
+                         f'{actual_wh[1]} px; boxes would be misplaced')
+
+
 @TRANSFORMS.register_module()
 class LoadCTSlices(BaseTransform):
     """Build the ``H x W x N`` input around a DeepLesion key slice.
@@ -57,7 +100,10 @@ class LoadCTSlices(BaseTransform):
     per call.
 
     Required keys: ``img_path`` (key slice PNG), ``series_dir``, ``key_slice``,
-    ``slice_interval`` (mm) -- as produced by :class:`DeepLesionDataset`.
+    ``slice_interval`` (mm, within the plausible CT range of
+    :mod:`mp3d_mmdet.utils.ct_spacing`) -- as produced by :class:`DeepLesionDataset`. Where
+    ``width`` and ``height`` are given (the annotation's ``Image_size``), the key slice must
+    have that size.
 
     Added keys: ``img`` (float32 ``(H, W, N)``, a view of a contiguous ``(N, H, W)`` array:
     see :func:`~mp3d_mmdet.datasets.transforms.slice_sampling.assemble_slices`; resize it
@@ -127,9 +173,12 @@ class LoadCTSlices(BaseTransform):
         if osp.normpath(key_path) != osp.normpath(results['img_path']):
             raise ValueError(f"img_path {results['img_path']} is not the key slice "
                              f'{slice_file_name(key_slice)} of series_dir {series_dir}')
+        rows = [inst.get('csv_row') for inst in results.get('instances', [])]
         if not osp.isfile(key_path):
-            rows = [inst.get('csv_row') for inst in results.get('instances', [])]
             raise FileNotFoundError(f'key slice file {key_path} not found (csv rows {rows})')
+        problem = ct_spacing_problem(slice_interval=real_interval)
+        if problem:
+            raise ValueError(f'{key_path} (csv rows {rows}): {problem}')
 
         plan = neighbour_sampling_plan(key_slice, self.num_slices, self.slice_interval,
                                        real_interval,
@@ -146,6 +195,9 @@ class LoadCTSlices(BaseTransform):
 
         img = assemble_slices(plan, read, self.hu_window, self.out_range,
                               value_offset=-PNG_HU_OFFSET)
+        if 'width' in results and 'height' in results:
+            check_image_size(key_path, (img.shape[1], img.shape[0]),
+                             (results['width'], results['height']), rows)
         paths = [(osp.join(series_dir, slice_file_name(lo)),
                   osp.join(series_dir, slice_file_name(up)))
                  for lo, up in zip(plan.lower.tolist(), plan.upper.tolist())]

@@ -5,6 +5,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ...utils.safe_files import atomic_write
 from .froc import DEFAULT_FPS, FROCCurve
 
 __all__ = ['plot_froc_curves']
@@ -18,7 +19,8 @@ def plot_froc_curves(curves: Mapping[str, FROCCurve], path: str,
     Args:
         curves: label -> curve. The first curve is drawn bold with markers at ``fps``; the
             others thin (e.g. the breakdown subsets).
-        path: output ``.png`` file; parent folders are created.
+        path: output ``.png`` file; parent folders are created; written whole or not at
+            all (a temporary file renamed into place).
         fps: the FP rates marked on the first curve and spanning the x axis (all > 0).
         title: figure title.
         num_points: number of log-spaced FP rates at which each curve is drawn.
@@ -62,4 +64,5 @@ def plot_froc_curves(curves: Mapping[str, FROCCurve], path: str,
     ax.legend(loc='lower right', fontsize=8)
     if osp.dirname(path):
         os.makedirs(osp.dirname(path), exist_ok=True)
-    fig.savefig(path, format='png', bbox_inches='tight')
+    with atomic_write(path, 'wb') as handle:
+        fig.savefig(handle, format='png', bbox_inches='tight')

@@ -25,8 +25,11 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
+from ...utils.pickle_allowlist import load_pickle_allowlisted
+from ...utils.safe_files import atomic_write
+
 __all__ = ['record_from_data_sample', 'dump_records_json', 'load_records_json',
-           'RECORDS_JSON_FORMAT']
+           'load_detection_dump', 'RECORDS_JSON_FORMAT']
 
 #: Value of the ``format`` field of the JSON files written by :func:`dump_records_json`.
 RECORDS_JSON_FORMAT = 'mp3d_mmdet.froc_records'
@@ -128,7 +131,7 @@ def dump_records_json(records: Sequence[Mapping[str, Any]], path: str) -> None:
                    images=images)
     if osp.dirname(path):
         os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
+    with atomic_write(path) as f:
         json.dump(content, f)
 
 
@@ -175,6 +178,39 @@ def load_records_json(path: str) -> List[Dict[str, Any]]:
                              f'gt_long_diameters_mm {len(diameters)})')
         records.append(record)
     return records
+
+
+def load_detection_dump(path: str) -> List[Dict[str, Any]]:
+    """Read the pickle of ``mim test mmdet CONFIG --checkpoint CKPT --out X.pkl`` safely.
+
+    mmdet's ``DumpDetResults`` pickles a list of data-sample dicts. The file is unpickled
+    with an allow-list of plain-data types
+    (:func:`~mp3d_mmdet.utils.pickle_allowlist.load_pickle_allowlisted`): a pickle that
+    would build anything else -- and so could run code -- is refused.
+
+    Args:
+        path (str): the ``.pkl`` file.
+
+    Returns:
+        list[dict]: one data-sample dict per image, each with ``img_id`` and
+        ``pred_instances``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not a plain-data pickle, or not a detection dump (the
+            message names the file and the entry).
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'prediction file not found: {path}')
+    samples = load_pickle_allowlisted(path)
+    if not isinstance(samples, list) or not all(isinstance(s, dict) for s in samples):
+        raise ValueError(f'{path}: expected a list of data-sample dicts (as written by '
+                         f'`mim test ... --out X.pkl`), got {type(samples).__name__}')
+    for k, sample in enumerate(samples):
+        if 'pred_instances' not in sample or 'img_id' not in sample:
+            raise ValueError(f'{path}: entry {k} has no pred_instances/img_id: not a '
+                             '`mim test --out` detection dump')
+    return samples
 
 
 def _to_numpy(value: Any, dtype: type) -> np.ndarray:

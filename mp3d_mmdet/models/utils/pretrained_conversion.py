@@ -40,18 +40,19 @@ import os
 import os.path as osp
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from ...utils.checkpoint_files import load_state_dict_file
+from ...utils.safe_files import atomic_write, check_not_input
 from ..backbones.slice_ops import check_odd_slices
 from ..necks.group_transform import resample_slice_weights
 
 __all__ = [
     'GTM_PREFIX', 'DROPPED_PREFIXES', 'ConversionReport', 'check_mp3d_fpn_state_dict',
-    'convert_pretrained_state_dict', 'load_pretraining_checkpoint',
-    'convert_pretrained_checkpoint'
+    'convert_pretrained_state_dict', 'convert_pretrained_checkpoint'
 ]
 
 #: Key prefix of the GroupTransform, the first element of the detector's neck list.
@@ -230,49 +231,14 @@ def convert_pretrained_state_dict(
     return out, report
 
 
-def load_pretraining_checkpoint(path: str) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
-    """Read an mmengine checkpoint safely (``torch.load(weights_only=True)``).
-
-    Args:
-        path: checkpoint file (a dict with ``state_dict`` as mmengine writes it, or a
-            bare state dict). A leading ``module.`` (DDP) is stripped from the keys.
-
-    Returns:
-        ``(state_dict, meta)``: tensors on the CPU and the checkpoint's ``meta`` (``{}``
-        if none).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: the file cannot be unpickled with ``weights_only=True`` or holds no
-            state dict.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'pre-training checkpoint not found: {path}')
-    try:  # mmengine's checkpoint classes are allow-listed by `import mp3d_mmdet`
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises several types; all mean "not loadable"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ''
-        raise ValueError(f'{path}: cannot be read as a torch checkpoint with '
-                         f'weights_only=True ({type(err).__name__}: {first})') from err
-    if isinstance(ckpt, Mapping) and isinstance(ckpt.get('state_dict'), Mapping):
-        state_dict, meta = ckpt['state_dict'], ckpt.get('meta') or {}
-    elif isinstance(ckpt, Mapping) and ckpt and all(
-            isinstance(v, Tensor) for v in ckpt.values()):
-        state_dict, meta = ckpt, {}
-    else:
-        raise ValueError(f'{path}: holds no state dict (expected an mmengine checkpoint, '
-                         "a dict with 'state_dict')")
-    if state_dict and all(k.startswith('module.') for k in state_dict):
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    return dict(state_dict), dict(meta)
-
-
 def convert_pretrained_checkpoint(src: str, dst: str, num_slices: int = 9) -> ConversionReport:
     """Convert the pre-training checkpoint ``src`` and write the result to ``dst``.
 
     Args:
         src: mmengine checkpoint of the COCO pre-training (an MP3D FPN detector).
-        dst: output file; its folder is created. Must differ from ``src``.
+        dst: output file; its folder is created. Must not be ``src`` (compared after
+            resolving links); written whole or not at all (a temporary file renamed into
+            place).
         num_slices: slice count ``N`` of the target detector.
 
     Returns:
@@ -284,9 +250,8 @@ def convert_pretrained_checkpoint(src: str, dst: str, num_slices: int = 9) -> Co
     and dropped keys) and ``pretraining`` (the source's epoch, iteration and classes when
     its meta has them).
     """
-    if osp.abspath(src) == osp.abspath(dst):
-        raise ValueError(f'output {dst} is the input checkpoint; choose another file')
-    state_dict, src_meta = load_pretraining_checkpoint(src)
+    check_not_input(dst, [src])
+    state_dict, src_meta = load_state_dict_file(src, 'pre-training checkpoint')
     new_state_dict, report = convert_pretrained_state_dict(state_dict, num_slices, src)
     pretraining = {k: src_meta[k] for k in ('epoch', 'iter') if k in src_meta}
     classes = (src_meta.get('dataset_meta') or {}).get('classes')
@@ -300,7 +265,7 @@ def convert_pretrained_checkpoint(src: str, dst: str, num_slices: int = 9) -> Co
             adapted=[k for k, _, _ in report.adapted],
             dropped=[k for k, _ in report.dropped]),
         pretraining=pretraining)
-    folder = osp.dirname(osp.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    torch.save(dict(meta=meta, state_dict=new_state_dict), dst)
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    with atomic_write(dst, 'wb') as handle:
+        torch.save(dict(meta=meta, state_dict=new_state_dict), handle)
     return report

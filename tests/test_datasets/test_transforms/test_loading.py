@@ -161,6 +161,37 @@ def test_colour_16_bit_png_is_rejected(tmp_path):
         LoadCTSlices(num_slices=3, slice_interval=1.0)(results_for(folder, 5, 1.0))
 
 
+def test_image_size_of_the_annotation_must_match_the_png(tmp_path):
+    folder = write_series(tmp_path / 's', {i: 0 for i in range(3, 8)}, shape=(8, 10))
+    results = dict(results_for(folder, 5, 1.0), width=10, height=8)
+    assert LoadCTSlices(num_slices=3, slice_interval=1.0)(results)['img'].shape == (8, 10, 3)
+    wrong = dict(results_for(folder, 5, 1.0), width=8, height=10)
+    with pytest.raises(ValueError, match=r"csv row\(s\) 7, column 'Image_size': 8x10 but the "
+                       r'key slice .*005.png is 10x8 px'):
+        LoadCTSlices(num_slices=3, slice_interval=1.0)(wrong)
+
+
+@pytest.mark.parametrize('interval', [1e-6, 1e9, float('nan')])
+def test_implausible_slice_interval_is_refused_at_once(tmp_path, interval, monkeypatch):
+    folder = write_series(tmp_path / 's', {i: 0 for i in range(3, 8)})
+    checks = []
+    monkeypatch.setattr(loading.osp, 'isfile', lambda path: checks.append(path) or True)
+    with pytest.raises(ValueError, match=r'005.png \(csv rows \[7\]\): slice interval .* '
+                       'outside the plausible CT range'):
+        LoadCTSlices(num_slices=9)(results_for(folder, 5, interval))
+    assert len(checks) == 1  # the key slice only, not millions of neighbours
+
+
+def test_read_png_size(tmp_path):
+    folder = write_series(tmp_path / 's', {5: 0}, shape=(7, 12))
+    assert loading.read_png_size(osp.join(folder, '005.png')) == (12, 7)
+    (tmp_path / 'x.png').write_bytes(b'GIF89a' + bytes(30))
+    with pytest.raises(ValueError, match=r'x.png is not a PNG file'):
+        loading.read_png_size(str(tmp_path / 'x.png'))
+    with pytest.raises(FileNotFoundError, match='CT slice file not found'):
+        loading.read_png_size(str(tmp_path / 'none.png'))
+
+
 def test_img_path_must_be_the_key_slice(tmp_path):
     folder = write_series(tmp_path / 's', {i: 0 for i in range(3, 8)})
     results = results_for(folder, 5, 1.0)

@@ -17,7 +17,7 @@ from mp3d_mmdet.models.necks import GroupTransform
 from mp3d_mmdet.models.necks.group_transform import resample_slice_weights
 from mp3d_mmdet.models.utils.pretrained_conversion import (
     DROPPED_PREFIXES, ConversionReport, check_mp3d_fpn_state_dict,
-    convert_pretrained_state_dict, load_pretraining_checkpoint)
+    convert_pretrained_state_dict)
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs')
 PRETRAIN = 'mp3d_fpn_coco_pretrain_3slice_6x.py'
@@ -167,23 +167,3 @@ def test_mr3d_backbone_is_accepted():
 def test_bad_slice_count(num_slices):
     with pytest.raises(ValueError, match='num_slices must be an odd int >= 3'):
         convert_pretrained_state_dict(minimal_state_dict(), num_slices)
-
-
-def test_load_pretraining_checkpoint(tmp_path):
-    sd = minimal_state_dict()
-    path = tmp_path / 'ddp.pth'
-    torch.save(dict(meta=dict(epoch=3), state_dict={'module.' + k: v for k, v in sd.items()}),
-               path)
-    loaded, meta = load_pretraining_checkpoint(str(path))
-    assert list(loaded) == list(sd) and meta == dict(epoch=3)
-    torch.save(sd, tmp_path / 'bare.pth')  # a bare state dict
-    assert list(load_pretraining_checkpoint(str(tmp_path / 'bare.pth'))[0]) == list(sd)
-
-    with pytest.raises(FileNotFoundError, match='pre-training checkpoint not found: .*nope'):
-        load_pretraining_checkpoint(str(tmp_path / 'nope.pth'))
-    (tmp_path / 'garbage.pth').write_bytes(b'not a checkpoint')
-    with pytest.raises(ValueError, match=r'garbage\.pth: cannot be read as a torch checkpoint'):
-        load_pretraining_checkpoint(str(tmp_path / 'garbage.pth'))
-    torch.save(dict(meta=dict(epoch=1)), tmp_path / 'nosd.pth')
-    with pytest.raises(ValueError, match=r'nosd\.pth: holds no state dict'):
-        load_pretraining_checkpoint(str(tmp_path / 'nosd.pth'))

@@ -1,0 +1,291 @@
+"""The fault table of issue #13, replayed end to end through the entry points a user calls.
+
+Each row once gave a crash, a hang, silent corruption, lost files or ran code; each test
+below feeds the same input to the same entry point and asserts the one-line error (or the
+correct handling) and that nothing was overwritten, truncated or executed:
+
+====  ===================================================================================
+row   case
+====  ===================================================================================
+1     NIfTI volume with NaN/Inf voxels (ITK's reader turns NaN into 0)
+2     convert_pretrained.py DST reaching SRC through a symlinked folder
+3     SIGKILL while a checkpoint is written, demo config (max_keep_ckpts=1), then --resume
+4     detect_volume.py on a full disk, an earlier run's results in --out
+5     detect_volume.py re-run into the same --out (stale overlays)
+6     detect_volume.py --out an existing file or unwritable: refused before inference
+7     eval_froc.py on a pickle that runs code
+8     DL_info.csv Image_size contradicting the PNG's real size
+9     zero-size box in the csv
+10    csv slice interval 1e-6 mm (the loader used to hang)
+11    duplicate csv row; Patient_index contradicting File_name
+12    non-UTF-8 csv
+13    checkpoint that is a text file / zero bytes / not a detector
+14    absurd spacings (z 1e9 mm, xy 1e-4 mm) in csv or volume
+====  ===================================================================================
+"""
+import dataclasses
+import importlib.util
+import os
+import os.path as osp
+import signal
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from mmengine.config import Config
+from mmengine.fileio import dump
+
+from froc_samples import data_sample, lesion
+from mp3d_mmdet.datasets import DeepLesionDataset
+from mp3d_mmdet.datasets.dl_info import write_dl_info
+from mp3d_mmdet.utils.checkpoint_files import CheckpointFileError
+from test_apis.volume_fixtures import (REPO, make_sitk_image, phantom_volume,
+                                       write_small_volume, write_tiny_model)
+from test_datasets.test_deeplesion import make_row, write_dataset
+from toy_runner import toy_runner, train_and_sigkill_while_writing
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _files(folder):
+    """Every file under ``folder`` with its bytes (hidden ones included)."""
+    return {osp.relpath(osp.join(root, name), folder): open(osp.join(root, name), 'rb').read()
+            for root, _, names in os.walk(folder) for name in names}
+
+
+class _RunsCode:
+    """Pickles as a call of os.system that leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+# ------------------------------------------------------------------ detect_volume.py rows
+@pytest.fixture(scope='module')
+def detect(tmp_path_factory):
+    """(run(args) -> (exit code, stderr), config, checkpoint, volume) for detect_volume.py."""
+    root = tmp_path_factory.mktemp('detect')
+    cfg, ckpt = write_tiny_model(str(root))
+    volume = write_small_volume(str(root / 'ct.nii.gz'))
+    cli = _tool('detect_volume')
+
+    def run(args, capsys):
+        code = cli.main([str(a) for a in args] + ['--no-progress'])
+        return code, capsys.readouterr().err
+
+    return run, cfg, ckpt, volume
+
+
+def _one_line_error(code, stderr, *patterns):
+    assert code == 1 and stderr.count('\n') == 1, stderr
+    assert stderr.startswith('detect_volume.py: error: ') and 'Traceback' not in stderr
+    for pattern in patterns:
+        assert pattern in stderr, stderr
+
+
+@pytest.mark.parametrize('suffix', ['.nii', '.nii.gz'])
+def test_row1_nifti_with_nan_voxels(detect, capsys, tmp_path, suffix):
+    import nibabel
+    run, cfg, ckpt, _ = detect
+    hu = phantom_volume((40, 36, 8), (1.5, 1.5, 4.0))
+    hu[2:4, 10:20, 10:20] = np.nan  # a NaN block, once reported as a lesion
+    path = tmp_path / f'nan{suffix}'
+    nibabel.save(nibabel.Nifti1Image(hu.astype(np.float32).transpose(2, 1, 0),
+                                     np.diag([1.5, 1.5, 4.0, 1.0])), str(path))
+    code, err = run([path, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out'],
+                    capsys)
+    _one_line_error(code, err, f'{path}: 200 voxels are NaN or infinite')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_row4_full_disk_keeps_the_earlier_results(detect, capsys, tmp_path, monkeypatch):
+    from mp3d_mmdet.apis import outputs
+    run, cfg, ckpt, volume = detect
+    args = [volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out',
+            '--score-thr', '0.0']
+    assert run(args, capsys)[0] == 0
+    earlier = _files(tmp_path / 'out')
+    assert {'detections.json', 'lesions.csv'} <= set(earlier)
+
+    def disk_full(result, path, overlays=None):
+        with open(path, 'w') as handle:
+            handle.write('candidate_id,fir')  # half a file, then the disk is full
+        raise OSError(28, 'No space left on device', path)
+
+    monkeypatch.setattr(outputs, 'write_lesions_csv', disk_full)
+    code, err = run(args + ['--overwrite'], capsys)
+    _one_line_error(code, err, 'No space left on device', f'nothing written to {tmp_path}')
+    assert _files(tmp_path / 'out') == earlier
+    assert os.listdir(tmp_path) == ['out']  # no staging folder left
+
+
+def test_row5_rerun_leaves_exactly_the_new_results(detect, capsys, tmp_path):
+    run, cfg, ckpt, volume = detect
+    args = [volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out',
+            '--score-thr', '0.0']
+    assert run(args + ['--top-k-overlays', '3'], capsys)[0] == 0
+    assert 'overlays/candidate_003.png' in _files(tmp_path / 'out')
+    code, err = run(args, capsys)  # refused without --overwrite
+    _one_line_error(code, err, 'is not empty', 'pass --overwrite')
+    assert run(args + ['--top-k-overlays', '1', '--overwrite'], capsys)[0] == 0
+    assert sorted(_files(tmp_path / 'out')) == [
+        'detections.json', 'lesions.csv', 'overlays/candidate_001.png']
+    assert os.listdir(tmp_path) == ['out']
+
+
+def test_row6_unusable_out_is_refused_before_inference(detect, capsys, tmp_path, monkeypatch):
+    import mp3d_mmdet.apis
+    run, cfg, ckpt, volume = detect
+    monkeypatch.setattr(mp3d_mmdet.apis, 'read_ct_volume',
+                        lambda *a, **k: pytest.fail('inference started'))
+    (tmp_path / 'results.txt').write_text('keep me')
+    busy = tmp_path / 'busy'
+    busy.mkdir()
+    (busy / 'notes.txt').write_text('mine')
+    for out, patterns in [
+            (tmp_path / 'results.txt', ['exists and is not a folder']),
+            (tmp_path / 'results.txt' / 'out', ['--out ']),  # cannot be created
+            (busy, ["is not empty (1 entries, e.g. 'notes.txt')"])]:
+        code, err = run([volume, '--config', cfg, '--checkpoint', ckpt, '--out', out], capsys)
+        _one_line_error(code, err, *patterns)
+    code, err = run([volume, '--config', cfg, '--checkpoint', ckpt, '--out', busy,
+                     '--overwrite'], capsys)
+    _one_line_error(code, err, "holds 'notes.txt', which this tool does not write")
+    assert _files(tmp_path) == {'results.txt': b'keep me', 'busy/notes.txt': b'mine'}
+
+
+def test_row13_unusable_checkpoints(detect, capsys, tmp_path):
+    run, cfg, _, volume = detect
+    (tmp_path / 'text.pth').write_text('see epoch_12.pth\n')
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    torch.save({'state_dict': {'fc.weight': torch.zeros(2, 2)}}, str(tmp_path / 'other.pth'))
+    for name, pattern in [('text.pth', "a text file starting with 'see epoch_12.pth'"),
+                          ('empty.pth', 'an empty file (0 bytes)'),
+                          ('other.pth', 'not a checkpoint of the model of')]:
+        code, err = run([volume, '--config', cfg, '--checkpoint', tmp_path / name, '--out',
+                         tmp_path / 'out'], capsys)
+        _one_line_error(code, err, f'{tmp_path / name}: ', pattern)
+    # `mim test --checkpoint` / load_from go through the runner's load_checkpoint
+    runner = toy_runner(tmp_path / 'work', max_epochs=1)
+    for name, pattern in [('text.pth', 'a text file'), ('empty.pth', 'an empty file'),
+                          ('other.pth', 'none of its 1 weights belongs to the model')]:
+        with pytest.raises(CheckpointFileError, match=pattern):
+            runner.load_checkpoint(str(tmp_path / name))
+
+
+def test_row14_absurd_volume_spacing(detect, capsys, tmp_path):
+    run, cfg, ckpt, _ = detect
+    for spacing, pattern in [((1.5, 1.5, 1e9), 'slice interval 1000000000.0 mm'),
+                             ((1e-4, 1e-4, 4.0), 'pixel spacing (x) 0.0001 mm')]:
+        path = str(tmp_path / 'odd.mha')
+        sitk.WriteImage(make_sitk_image(phantom_volume((40, 36, 8), spacing), spacing), path)
+        code, err = run([path, '--config', cfg, '--checkpoint', ckpt, '--out',
+                         tmp_path / 'out'], capsys)
+        _one_line_error(code, err, pattern, 'outside the plausible CT range')
+
+
+# ----------------------------------------------------------------------- other tools
+def test_row2_convert_output_reaching_the_input_through_a_link(detect, capsys, tmp_path):
+    _, _, ckpt, _ = detect
+    before = open(ckpt, 'rb').read()
+    (tmp_path / 'alias').symlink_to(osp.dirname(ckpt))
+    with pytest.raises(SystemExit) as exit_info:
+        _tool('convert_pretrained').main([ckpt, str(tmp_path / 'alias' / osp.basename(ckpt))])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and f'is the input {ckpt}' in err
+    assert open(ckpt, 'rb').read() == before
+
+
+def test_row7_eval_froc_pickle_that_runs_code(tmp_path, capsys):
+    marker = tmp_path / 'pwned'
+    entries = [data_sample(0, 1.0, [lesion([0, 0, 9, 9])], [[0, 0, 9, 9, 0.9]]).to_dict()]
+    entries[0]['img_path'] = _RunsCode(marker)
+    dump(entries, str(tmp_path / 'predictions.pkl'))  # as `mim test --out` writes pickles
+    with pytest.raises(SystemExit) as exit_info:
+        _tool('eval_froc').main([str(tmp_path / 'predictions.pkl')])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'predictions.pkl: refused to load: the pickle asks for' in err
+    assert not marker.exists()
+
+
+def test_row3_sigkill_while_checkpointing_with_the_demo_hook_then_resume(tmp_path):
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'mp3d_fpn_synthetic_demo.py'))
+    assert cfg.runner_type == 'DeviceAwareRunner'
+    hook = cfg.default_hooks.checkpoint
+    assert hook.type == 'CrashSafeCheckpointHook' and hook.max_keep_ckpts == 1
+    proc = train_and_sigkill_while_writing(tmp_path, hook=hook.type,
+                                           max_keep_ckpts=hook.max_keep_ckpts)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    with open(tmp_path / 'last_checkpoint') as handle:
+        last = handle.read().strip()
+    assert last.endswith('epoch_1.pth') and torch.load(last, weights_only=True)['meta'][
+        'epoch'] == 1
+    runner = toy_runner(tmp_path, max_epochs=3, resume=True, max_keep_ckpts=1)
+    runner.train()
+    assert runner.epoch == 3
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == ['epoch_3.pth']
+
+
+# -------------------------------------------------------------------- DeepLesion csv rows
+def _dataset(root):
+    return DeepLesionDataset(data_root=str(root), ann_file='DL_info.csv',
+                             data_prefix=dict(img='Images_png/'), pipeline=[])
+
+
+def _csv_with(tmp_path, **overrides):
+    """A 2-row DeepLesion set whose second row gets ``overrides`` in the csv only."""
+    rows = [make_row(), make_row('000002_01_01_005.png')]
+    root = write_dataset(tmp_path, rows)
+    rows[1] = dataclasses.replace(rows[1], **overrides)
+    write_dl_info(osp.join(root, 'DL_info.csv'), rows)
+    return root
+
+
+@pytest.mark.parametrize('row, overrides, message', [
+    (8, dict(image_size=(96, 96)),
+     "csv row(s) 3, column 'Image_size': 96x96 but the key slice "),
+    (9, dict(bounding_box=(11.0, 21.0, 11.0, 41.0)),
+     "row 3, column 'Bounding_boxes': expected x1 < x2 and y1 < y2"),
+    (10, dict(spacing_mm_px=(0.8, 0.8, 1e-6)),
+     "row 3, column 'Spacing_mm_px_': slice interval 1e-06 mm is outside the plausible CT"),
+    (11, dict(patient_index=7),
+     "row 3, column 'Patient_index': does not match File_name '000002_01_01_005.png'"),
+    (14, dict(spacing_mm_px=(0.8, 0.8, 1e9)),
+     "row 3, column 'Spacing_mm_px_': slice interval 1000000000.0 mm is outside"),
+    (14, dict(spacing_mm_px=(1e-4, 1e-4, 2.5)),
+     "row 3, column 'Spacing_mm_px_': pixel spacing (x) 0.0001 mm is outside"),
+])
+def test_rows_8_to_14_bad_csv_rows(tmp_path, row, overrides, message):
+    root = _csv_with(tmp_path, **overrides)
+    with pytest.raises(ValueError) as error:
+        _dataset(root)
+    assert message in str(error.value) and 'DL_info.csv' in str(error.value)
+    assert '\n' not in str(error.value)
+
+
+def test_row11_duplicate_csv_row(tmp_path):
+    root = write_dataset(tmp_path, [make_row(), make_row('000002_01_01_005.png')])
+    lines = open(osp.join(root, 'DL_info.csv')).read().splitlines()
+    with open(osp.join(root, 'DL_info.csv'), 'w') as handle:
+        handle.write('\n'.join(lines + [lines[1]]) + '\n')
+    with pytest.raises(ValueError, match=r'DL_info.csv: row 4 repeats row 2 \(same File_name'):
+        _dataset(root)
+
+
+def test_row12_non_utf8_csv(tmp_path):
+    root = write_dataset(tmp_path, [make_row(), make_row('000002_01_01_005.png')])
+    data = open(osp.join(root, 'DL_info.csv'), 'rb').read().replace(b',M,', b',\xc9,', 1)
+    open(osp.join(root, 'DL_info.csv'), 'wb').write(data)
+    with pytest.raises(ValueError, match=r'DL_info.csv: row 2 is not UTF-8 text \(byte 0xc9'):
+        _dataset(root)
