@@ -37,6 +37,17 @@ setup(
         'opencv-python>=4.5,<4.12',
         'tqdm',
     ],
+    entry_points={
+        'console_scripts': [
+            'mp3d-detect-volume = mp3d_mmdet.cli.detect_volume:main',
+            'mp3d-eval-froc = mp3d_mmdet.cli.eval_froc:main',
+            'mp3d-draw-detections = mp3d_mmdet.cli.draw_detections:main',
+            'mp3d-make-synthetic-deeplesion = mp3d_mmdet.cli.make_synthetic_deeplesion:main',
+            'mp3d-convert-pretraining-checkpoint = '
+            'mp3d_mmdet.cli.convert_pretraining_checkpoint:main',
+            'mp3d-quick-check = mp3d_mmdet.cli.quick_check:main',
+        ],
+    },
     extras_require={
         'tests': ['pytest>=7', 'hypothesis>=6'],
     },

@@ -3,13 +3,13 @@
 # on COCO 2017 detection (80 classes) with every RGB image read as 3 adjacent slices
 # (RGBToSlices: slice 0 = R, 1 = G, 2 = B), the slice axis never pooled, for 72 epochs.
 #   COCO_ROOT=/path/to/coco/ mim train mmdet configs/mp3d_fpn_coco_pretrain_3slice_6x.py
-#   python tools/convert_pretrained.py work_dirs/mp3d_fpn_coco_pretrain_3slice_6x/epoch_72.pth \
+#   mp3d-convert-pretraining-checkpoint work_dirs/mp3d_fpn_coco_pretrain_3slice_6x/epoch_72.pth \
 #       work_dirs/pretrained/mp3d_fpn_coco_3slice_to_9slice.pth --num-slices 9
-# then fine-tune with configs/mp3d_fpn_deeplesion_2x_coco-pretrain.py (see README).
+# then fine-tune with configs/mp3d_fpn_deeplesion_2x_coco-pretrain.py (docs/pretraining.md).
 #
 # Data: the COCO 2017 layout mmdet expects under data_root (annotations/instances_{train,val}
 # 2017.json, train2017/, val2017/). The root is set once, overridable without editing files:
-#   COCO_ROOT=/path/to/coco/ mim train mmdet CONFIG      (default: data/coco/)
+#   COCO_ROOT=/path/to/coco mim train mmdet CONFIG  (default: data/coco; trailing slash optional)
 _base_ = [
     './_base_/models/mp3d_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',
@@ -17,22 +17,20 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mp3d_mmdet'], allow_failed_imports=False)
-# AMP, NCCL on GPUs; the same config on a CPU-only machine (see README, "Running on CPU").
+# AMP, NCCL on GPUs; the same config on a CPU-only machine (docs/running.md).
 runner_type = 'DeviceAwareRunner'
 
-data_root = '{{$COCO_ROOT:data/coco/}}'
+data_root = '{{$COCO_ROOT:data/coco}}'.rstrip('/') + '/'
 
-# 3 slices (= the 3 colour channels) in the backbone and in the GTM. The data preprocessor of
-# the model base (mean=[127.5], std=[127.5], bgr_to_rgb=False) is kept: RGBToSlices leaves the
-# intensities on [0, 255] like the CT loader, so COCO and CT inputs both reach [-1, 1].
-slice_neck = _base_.model.neck
-slice_neck[0].num_slices = 3
+# 3 slices (= the 3 colour channels): the backbone and the GTM take the top-level num_slices.
+# The data preprocessor of the model base (mean=[127.5], std=[127.5], bgr_to_rgb=False) is
+# kept: RGBToSlices leaves the intensities on [0, 255] like the CT loader, so COCO and CT inputs
+# both reach [-1, 1].
+num_slices = 3
 model = dict(
-    backbone=dict(num_slices=3),
-    neck=slice_neck,
     # mmdet's COCO anchors (8 x stride: 32 ... 512 px at strides 4 ... 64); the DeepLesion
     # configs use 4 x stride (16 ... 256 px). Same number of anchors per location, so the RPN
-    # weights still transfer (tools/convert_pretrained.py carries them) -- as an
+    # weights still transfer (mp3d-convert-pretraining-checkpoint carries them) -- as an
     # initialisation that the fine-tuning re-fits to the smaller anchors.
     rpn_head=dict(anchor_generator=dict(scales=[8])),
     roi_head=dict(bbox_head=dict(num_classes=80)))
@@ -93,3 +91,5 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 # once the new one is complete (a run killed at any moment can be resumed).
 default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook', interval=1,
                                      max_keep_ckpts=3, save_best='coco/bbox_mAP', rule='greater'))
+# A progress bar over validation and test (mmengine logs them only every 50 images).
+custom_hooks = [dict(type='EvaluationProgressHook')]

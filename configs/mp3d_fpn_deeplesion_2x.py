@@ -9,7 +9,7 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mp3d_mmdet'], allow_failed_imports=False)
-# AMP, NCCL on GPUs; the same config on a CPU-only machine (see README, "Running on CPU").
+# AMP, NCCL on GPUs; the same config on a CPU-only machine (docs/running.md).
 runner_type = 'DeviceAwareRunner'
 
 # 2x: 24 epochs, lr 0.02 divided by 10 after epochs 16 and 22, linear warm-up over the first
@@ -27,3 +27,5 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 # once the new one is complete (a run killed at any moment can be resumed).
 default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook', interval=1,
                                      max_keep_ckpts=3, save_best='froc/mean_0.5-4', rule='greater'))
+# A progress bar over validation and test (mmengine logs them only every 50 images).
+custom_hooks = [dict(type='EvaluationProgressHook')]

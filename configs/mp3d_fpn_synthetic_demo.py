@@ -1,15 +1,15 @@
 # The demo (`bash tools/demo.sh`): the MP3D FPN of the paper, reduced to train in minutes on a
-# CPU, on the synthetic DeepLesion-format set that tools/make_synthetic_deeplesion.py writes
+# CPU, on the synthetic DeepLesion-format set that mp3d-make-synthetic-deeplesion writes
 # (160 x 160 slices). Same code path and config family as configs/mp3d_fpn_deeplesion_2x.py:
 # MP3D ResNet (pseudo-3D, GN, no slice pooling, 9 slices at 2.5 mm) -> GTM -> FPN -> Faster
 # R-CNN; what changes is the width (base 16 channels instead of 64), one block per stage
 # instead of [3, 4, 6, 3], the input scale (160 instead of 512), the HU window (see below) and
-# the schedule. The data:
-#   python tools/make_synthetic_deeplesion.py --out work_dirs/demo/data --preset demo --seed 0
+# the schedule. The data (demo.sh points DEEPLESION_ROOT at it):
+#   mp3d-make-synthetic-deeplesion --out work_dirs/demo/data --preset demo --seed 0
 # (60 patients, 160 x 160 px, lesions of 15-45 mm)
 _base_ = './mp3d_fpn_deeplesion_2x.py'
 
-data_root = 'work_dirs/demo/data/'
+data_root = '{{$DEEPLESION_ROOT:work_dirs/demo/data}}'.rstrip('/') + '/'
 norm_cfg = dict(type='GN', num_groups=8, requires_grad=True)
 stage_channels = [64, 128, 256, 512]
 slice_neck = _base_.model.neck
@@ -33,10 +33,8 @@ model = dict(
 # levels; a network trained from scratch for minutes learns them much faster at 450 HU.
 hu_window = (-175, 275)
 train_pipeline = _base_.train_pipeline
-train_pipeline[0].hu_window = hu_window
 train_pipeline[2].scales = [(144, 144), (160, 160), (176, 176)]
 test_pipeline = _base_.test_pipeline
-test_pipeline[0].hu_window = hu_window
 test_pipeline[1].scale = (160, 160)
 train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True,

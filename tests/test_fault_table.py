@@ -8,12 +8,12 @@ correct handling) and that nothing was overwritten, truncated or executed:
 row   case
 ====  ===================================================================================
 1     NIfTI volume with NaN/Inf voxels (ITK's reader turns NaN into 0)
-2     convert_pretrained.py DST reaching SRC through a symlinked folder
+2     the pre-training converter's DST reaching SRC through a symlinked folder
 3     SIGKILL while a checkpoint is written, demo config (max_keep_ckpts=1), then --resume
-4     detect_volume.py on a full disk, an earlier run's results in --out
-5     detect_volume.py re-run into the same --out (stale overlays)
-6     detect_volume.py --out an existing file or unwritable: refused before inference
-7     eval_froc.py on a pickle that runs code
+4     mp3d-detect-volume on a full disk, an earlier run's results in --out
+5     mp3d-detect-volume re-run into the same --out (stale overlays)
+6     mp3d-detect-volume --out an existing file or unwritable: refused before inference
+7     mp3d-eval-froc on a pickle that runs code
 8     DL_info.csv Image_size contradicting the PNG's real size
 9     zero-size box in the csv
 10    csv slice interval 1e-6 mm (the loader used to hang)
@@ -24,7 +24,7 @@ row   case
 ====  ===================================================================================
 """
 import dataclasses
-import importlib.util
+import importlib
 import os
 import os.path as osp
 import signal
@@ -47,10 +47,8 @@ from toy_runner import toy_runner, train_and_sigkill_while_writing
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The command-line tool ``mp3d-<name>`` (its module in :mod:`mp3d_mmdet.cli`)."""
+    return importlib.import_module(f'mp3d_mmdet.cli.{name}')
 
 
 def _files(folder):
@@ -69,10 +67,10 @@ class _RunsCode:
         return os.system, (f'touch {self.marker}', )
 
 
-# ------------------------------------------------------------------ detect_volume.py rows
+# ---------------------------------------------------------------- mp3d-detect-volume rows
 @pytest.fixture(scope='module')
 def detect(tmp_path_factory):
-    """(run(args) -> (exit code, stderr), config, checkpoint, volume) for detect_volume.py."""
+    """(run(args) -> (exit code, stderr), config, checkpoint, volume) for mp3d-detect-volume."""
     root = tmp_path_factory.mktemp('detect')
     cfg, ckpt = write_tiny_model(str(root))
     volume = write_small_volume(str(root / 'ct.nii.gz'))
@@ -87,7 +85,7 @@ def detect(tmp_path_factory):
 
 def _one_line_error(code, stderr, *patterns):
     assert code == 1 and stderr.count('\n') == 1, stderr
-    assert stderr.startswith('detect_volume.py: error: ') and 'Traceback' not in stderr
+    assert stderr.startswith('mp3d-detect-volume: error: ') and 'Traceback' not in stderr
     for pattern in patterns:
         assert pattern in stderr, stderr
 
@@ -108,7 +106,7 @@ def test_row1_nifti_with_nan_voxels(detect, capsys, tmp_path, suffix):
 
 
 def test_row4_full_disk_keeps_the_earlier_results(detect, capsys, tmp_path, monkeypatch):
-    from mp3d_mmdet.apis import outputs
+    from mp3d_mmdet.apis import volume_outputs as outputs
     run, cfg, ckpt, volume = detect
     args = [volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out',
             '--score-thr', '0.0']
@@ -180,6 +178,10 @@ def test_row13_unusable_checkpoints(detect, capsys, tmp_path):
                           ('other.pth', 'none of its 1 weights belongs to the model')]:
         with pytest.raises(CheckpointFileError, match=pattern):
             runner.load_checkpoint(str(tmp_path / name))
+    with pytest.raises(FileNotFoundError, match=r'checkpoint file not found: .*missing.pth '
+                       r'\(load_from or --checkpoint; relative paths are read from .*'
+                       r'docs/pretraining.md'):
+        runner.load_checkpoint(str(tmp_path / 'missing.pth'))
 
 
 def test_row14_absurd_volume_spacing(detect, capsys, tmp_path):
@@ -198,9 +200,8 @@ def test_row2_convert_output_reaching_the_input_through_a_link(detect, capsys, t
     _, _, ckpt, _ = detect
     before = open(ckpt, 'rb').read()
     (tmp_path / 'alias').symlink_to(osp.dirname(ckpt))
-    with pytest.raises(SystemExit) as exit_info:
-        _tool('convert_pretrained').main([ckpt, str(tmp_path / 'alias' / osp.basename(ckpt))])
-    assert exit_info.value.code == 2
+    assert _tool('convert_pretraining_checkpoint').main(
+        [ckpt, str(tmp_path / 'alias' / osp.basename(ckpt))]) == 1
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and f'is the input {ckpt}' in err
     assert open(ckpt, 'rb').read() == before
@@ -211,9 +212,7 @@ def test_row7_eval_froc_pickle_that_runs_code(tmp_path, capsys):
     entries = [data_sample(0, 1.0, [lesion([0, 0, 9, 9])], [[0, 0, 9, 9, 0.9]]).to_dict()]
     entries[0]['img_path'] = _RunsCode(marker)
     dump(entries, str(tmp_path / 'predictions.pkl'))  # as `mim test --out` writes pickles
-    with pytest.raises(SystemExit) as exit_info:
-        _tool('eval_froc').main([str(tmp_path / 'predictions.pkl')])
-    assert exit_info.value.code == 2
+    assert _tool('eval_froc').main([str(tmp_path / 'predictions.pkl')]) == 1
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'predictions.pkl: refused to load: the pickle asks for' in err
     assert not marker.exists()

@@ -10,14 +10,14 @@ EXPECTED = {
     'mmdet.registry.TRANSFORMS': ['LoadCTSlices', 'SliceWiseResize', 'MultiChannelPad',
                                   'RGBToSlices'],
     'mmdet.registry.METRICS': ['FROCMetric'],
-    'mmdet.registry.HOOKS': ['CrashSafeCheckpointHook'],
+    'mmdet.registry.HOOKS': ['CrashSafeCheckpointHook', 'EvaluationProgressHook'],
     'mmengine.registry.RUNNERS': ['DeviceAwareRunner'],
 }
 
 
 def _run(code: str) -> None:
     proc = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=300)
+                          encoding='utf-8', errors='replace', timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -5,6 +5,7 @@ Used by the foundation tests (plugin import through ``custom_imports``, checkpoi
 """
 import json
 import os.path as osp
+import shutil
 from pathlib import Path
 from typing import Dict
 
@@ -96,3 +97,20 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 """
+
+
+def tiny_coco_2017(root: Path) -> str:
+    """The tiny set in COCO 2017's layout with COCO's 80 categories (its boxes: 'person');
+    returns the data root."""
+    from mmdet.datasets import CocoDataset
+    info = write_tiny_coco(root, num_images=4, seed=0)
+    ann = json.loads((root / info['ann_file']).read_text())
+    assert {a['category_id'] for a in ann['annotations']} == {1}
+    classes = CocoDataset.METAINFO['classes']
+    assert classes[0] == 'person'
+    ann['categories'] = [dict(id=i + 1, name=name) for i, name in enumerate(classes)]
+    (root / 'annotations').mkdir()
+    for split in ('train2017', 'val2017'):
+        (root / 'annotations' / f'instances_{split}.json').write_text(json.dumps(ann))
+        shutil.copytree(root / 'images', root / split)
+    return info['data_root']

@@ -56,9 +56,9 @@ class RisingMetric(BaseMetric):
 
 def toy_runner(work_dir: str, max_epochs: int, max_keep_ckpts: int = 1, resume: bool = False,
                save_best: Optional[str] = None, hook: str = 'CrashSafeCheckpointHook'):
-    """A :class:`~mp3d_mmdet.utils.DeviceAwareRunner` training :class:`ToyModel` for
+    """A :class:`~mp3d_mmdet.engine.DeviceAwareRunner` training :class:`ToyModel` for
     ``max_epochs`` (2 iterations each), checkpointing every epoch with ``hook``."""
-    from mp3d_mmdet.utils import DeviceAwareRunner
+    from mp3d_mmdet.engine import DeviceAwareRunner
     loader = dict(dataset=ToyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
                   batch_size=2)
     validation = dict(val_dataloader=loader, val_evaluator=[RisingMetric()],
@@ -99,5 +99,6 @@ def train_and_sigkill_while_writing(work_dir: str, name_part: str = 'epoch_2',
     ``name_part``. ``kwargs`` go to :func:`toy_runner` (``hook``, ``max_keep_ckpts`` ...)."""
     script = _KILLED_RUN.format(tests=os.path.dirname(os.path.abspath(__file__)),
                                 name_part=name_part, work_dir=str(work_dir), kwargs=kwargs)
-    return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+    return subprocess.run([sys.executable, '-c', script], capture_output=True,
+                          encoding='utf-8', errors='replace',
                           timeout=300)

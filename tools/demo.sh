@@ -16,7 +16,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MP3D_VENV:-$REPO/.venv}"
 SEED="${MP3D_DEMO_SEED:-0}"
 CONFIG=configs/mp3d_fpn_synthetic_demo.py
-OUT=work_dirs/demo            # the demo config's data_root is $OUT/data/
+OUT=work_dirs/demo
+export DEEPLESION_ROOT="$OUT/data"   # the demo config reads its data from DEEPLESION_ROOT
 STEP='start'
 step() { STEP="$1"; echo; echo "==> [demo] $1"; }
 trap 'echo "demo.sh: FAILED at step: ${STEP} (exit code $?; see the output above)" >&2' ERR

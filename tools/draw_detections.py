@@ -1,72 +1,9 @@
 #!/usr/bin/env python
-"""Draw detections against ground truth on DeepLesion key slices.
-
-    python tools/draw_detections.py work_dirs/demo/predictions.pkl --out-dir work_dirs/demo/overlays
-
-PREDICTIONS is the file ``mim test mmdet CONFIG --checkpoint CKPT --out PREDICTIONS.pkl``
-writes (one dict per test image with ``img_path``, ``instances`` -- the ground truth in
-original-image pixels -- and ``pred_instances``). Each overlay shows the key slice in a
-soft-tissue window, ground truth in green and detections above ``--score-thr`` in red (a hit
-as the FROC metric counts it: IoU >= ``--iou-thr`` with a ground-truth box, +1-pixel widths
-unless ``--continuous-iou``) or orange (false positive), with scores.
-"""
-import argparse
-import os
+"""``python tools/draw_detections.py ...`` from a checkout = the ``mp3d-draw-detections`` command
+(:mod:`mp3d_mmdet.cli.draw_detections`)."""
 import os.path as osp
+import runpy
 import sys
-from typing import List
 
-
-from mp3d_mmdet.datasets.transforms.loading import read_uint16_png
-from mp3d_mmdet.datasets.transforms.slice_sampling import png_to_hu
-from mp3d_mmdet.evaluation.metrics import load_detection_dump, record_from_data_sample
-from mp3d_mmdet.utils.safe_files import atomic_imwrite
-from mp3d_mmdet.visualization import SOFT_TISSUE_WINDOW, draw_lesion_overlay
-
-
-def parse_args(argv: List[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('predictions', help='pickle written by `mim test ... --out X.pkl`')
-    parser.add_argument('--out-dir', required=True, help='folder for the PNG overlays')
-    parser.add_argument('--num', type=int, default=6, help='number of slices to draw')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='smallest detection score drawn')
-    parser.add_argument('--window', type=float, nargs=2, default=SOFT_TISSUE_WINDOW,
-                        metavar=('LOW', 'HIGH'), help='display window in HU')
-    parser.add_argument('--upscale', type=int, default=2, help='zoom factor of the pictures')
-    parser.add_argument('--iou-thr', type=float, default=0.5, help='IoU threshold of a hit')
-    parser.add_argument('--continuous-iou', action='store_true',
-                        help='IoU in continuous coordinates instead of the published +1 pixel '
-                        'convention (as eval_froc.py --continuous-iou)')
-    return parser.parse_args(argv)
-
-
-def main(argv: List[str]) -> int:
-    args = parse_args(argv)
-    try:
-        results = load_detection_dump(args.predictions)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'draw_detections: error: {error}', file=sys.stderr)
-        return 1
-    # Slices with ground truth first, in image-id order, so the pictures are reproducible.
-    with_gt = sorted((r for r in results if r.get('instances')), key=lambda r: r['img_id'])
-    chosen = with_gt[:args.num]
-    os.makedirs(args.out_dir, exist_ok=True)
-    for result in chosen:
-        hu = png_to_hu(read_uint16_png(result['img_path']))
-        record = record_from_data_sample(result, require_metadata=False)  # as the metric reads it
-        canvas = draw_lesion_overlay(
-            hu, record['gt_bboxes'], record['pred_bboxes'], record['pred_scores'],
-            score_thr=args.score_thr, window=tuple(args.window), upscale=args.upscale,
-            iou_thr=args.iou_thr, legacy_plus_one=not args.continuous_iou,
-            title=osp.relpath(result['img_path'], osp.dirname(osp.dirname(
-                osp.dirname(result['img_path'])))))
-        series = osp.basename(osp.dirname(result['img_path']))
-        name = f"{series}_{osp.splitext(osp.basename(result['img_path']))[0]}.png"
-        atomic_imwrite(osp.join(args.out_dir, name), canvas)
-    print(f'draw_detections: wrote {len(chosen)} overlays to {args.out_dir}')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+runpy.run_module('mp3d_mmdet.cli.draw_detections', run_name='__main__', alter_sys=True)

@@ -5,26 +5,26 @@
                                       'epoch_24.pth', device='cuda')
     write_volume_outputs(result, 'out/')
 
-CLI: ``python tools/detect_volume.py INPUT --config CFG --checkpoint CKPT --out DIR``.
+CLI: ``mp3d-detect-volume INPUT --config CFG --checkpoint CKPT --out DIR``.
 """
-from .lesion_linking import (LesionCandidate, LinkedTrack, box_iou, link_slice_detections,
-                             measure_lesion_candidates)
-from .outputs import (LESION_CSV_COLUMNS, VOLUME_OUTPUT_ENTRIES, detections_to_dict,
-                      prepare_volume_output_dir, write_candidate_overlays,
-                      write_detections_json, write_lesions_csv, write_volume_outputs)
-from .volume_detection import VolumeDetectionResult, detect_lesions_in_volume
-from .volume_inference import (InferenceSetupError, SliceDetections, SliceInputSettings,
-                               VolumeLesionDetector, load_inference_config,
-                               plan_in_plane_resize, slice_input_settings)
-from .volume_io import (STANDARD_ORIENTATION, SUPPORTED_FILE_SUFFIXES, CTVolume,
+from .ct_volume import (STANDARD_ORIENTATION, SUPPORTED_FILE_SUFFIXES, CTVolume,
                         VolumeGeometry, VolumeInputError, read_ct_volume)
+from .lesion_linking import (LesionCandidate, LinkedTrack, link_slice_detections,
+                             measure_lesion_candidates)
+from .volume_detection import VolumeDetectionResult, detect_lesions_in_volume
+from .volume_lesion_detector import (InferenceSetupError, SliceDetections, SliceInputSettings,
+                                     VolumeLesionDetector, load_inference_config,
+                                     plan_in_plane_resize, slice_input_settings)
+from .volume_outputs import (LESION_CSV_COLUMNS, VOLUME_OUTPUT_ENTRIES, detections_to_dict,
+                             prepare_volume_output_dir, write_candidate_overlays,
+                             write_detections_json, write_lesions_csv, write_volume_outputs)
 
 __all__ = [
     'read_ct_volume', 'CTVolume', 'VolumeGeometry', 'VolumeInputError',
     'SUPPORTED_FILE_SUFFIXES', 'STANDARD_ORIENTATION', 'InferenceSetupError',
     'SliceInputSettings', 'SliceDetections', 'VolumeLesionDetector', 'load_inference_config',
     'slice_input_settings', 'plan_in_plane_resize', 'LinkedTrack', 'LesionCandidate',
-    'box_iou', 'link_slice_detections', 'measure_lesion_candidates', 'VolumeDetectionResult',
+    'link_slice_detections', 'measure_lesion_candidates', 'VolumeDetectionResult',
     'detect_lesions_in_volume', 'LESION_CSV_COLUMNS', 'detections_to_dict',
     'write_detections_json', 'write_lesions_csv', 'write_candidate_overlays',
     'write_volume_outputs', 'prepare_volume_output_dir', 'VOLUME_OUTPUT_ENTRIES'

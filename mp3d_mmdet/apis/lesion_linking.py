@@ -47,24 +47,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..evaluation.functional.box_iou import box_iou as pairwise_box_iou
-from .volume_io import VolumeGeometry
+from ..structures import box_iou
+from .ct_volume import VolumeGeometry
 
-__all__ = ['LinkedTrack', 'LesionCandidate', 'box_iou', 'link_slice_detections',
+__all__ = ['LinkedTrack', 'LesionCandidate', 'link_slice_detections',
            'measure_lesion_candidates']
-
-
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Continuous IoU of two box sets (the evaluation's IoU without the +1 pixel convention).
-
-    Args:
-        boxes_a (np.ndarray): ``(n, 4)`` ``[x1, y1, x2, y2]``.
-        boxes_b (np.ndarray): ``(m, 4)``.
-
-    Returns:
-        np.ndarray: float64 ``(n, m)``; 0 where a union is empty.
-    """
-    return pairwise_box_iou(boxes_a, boxes_b, legacy_plus_one=False)
 
 
 @dataclass(eq=False)
@@ -140,9 +127,10 @@ def link_slice_detections(slice_boxes: Sequence[np.ndarray],
         open_tracks = [t for t in open_tracks if z - t.slices[-1] - 1 <= max_gap]
         last_boxes = np.array([t.boxes[-1] for t in open_tracks]).reshape(-1, 4)
         # the open tracks a box may still join: IoU >= iou_thr, -1 otherwise or once claimed
-        to_open = box_iou(boxes, last_boxes)
+        to_open = box_iou(boxes, last_boxes, legacy_plus_one=False)
         to_open[to_open < iou_thr] = -1.0
-        within = box_iou(boxes, boxes)  # boxes of this slice against each other
+        # boxes of this slice against each other
+        within = box_iou(boxes, boxes, legacy_plus_one=False)
         placed: List[Tuple[int, LinkedTrack]] = []  # (box index, track) on this slice
         for i in np.argsort(-scores, kind='stable').tolist():
             if to_open.shape[1]:
@@ -189,7 +177,7 @@ def _merge_parallel_tracks(tracks: List[LinkedTrack], iou_thr: float) -> List[Li
             if len(members) < 2:
                 continue
             member_boxes = np.array([b for _, b in members])
-            iou = box_iou(member_boxes, member_boxes)
+            iou = box_iou(member_boxes, member_boxes, legacy_plus_one=False)
             for a, b in zip(*np.nonzero(np.triu(iou >= iou_thr, k=1))):
                 ra, rb = root(members[a][0]), root(members[b][0])
                 if ra != rb:

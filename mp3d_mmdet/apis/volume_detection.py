@@ -3,8 +3,8 @@
 :func:`detect_lesions_in_volume` chains :func:`read_ct_volume` (SimpleITK, checks, axial
 reorientation), :meth:`VolumeLesionDetector.detect` (the config's N-slice input and test
 pipeline, batched) and :func:`link_slice_detections` + :func:`measure_lesion_candidates`
-(3D candidates with sizes in mm and physical centres). :mod:`mp3d_mmdet.apis.outputs` writes
-the result.
+(3D candidates with sizes in mm and physical centres).
+:mod:`mp3d_mmdet.apis.volume_outputs` writes the result.
 """
 import time
 from dataclasses import dataclass, field
@@ -12,9 +12,9 @@ from typing import Any, Dict, List, Optional, Union
 
 from mmengine.config import Config
 
+from .ct_volume import CTVolume, read_ct_volume
 from .lesion_linking import LesionCandidate, link_slice_detections, measure_lesion_candidates
-from .volume_inference import SliceDetections, VolumeLesionDetector, load_inference_config
-from .volume_io import CTVolume, read_ct_volume
+from .volume_lesion_detector import SliceDetections, VolumeLesionDetector, load_inference_config
 
 __all__ = ['VolumeDetectionResult', 'detect_lesions_in_volume']
 
@@ -77,7 +77,7 @@ def detect_lesions_in_volume(volume: Union[str, CTVolume],
         batch_size (int): slices per forward pass.
         score_thr (float): smallest per-slice score kept and linked.
         pixel_spacing (float | None): target in-plane mm/px (see
-            :mod:`mp3d_mmdet.apis.volume_inference`); None = the default rule.
+            :mod:`mp3d_mmdet.apis.volume_lesion_detector`); None = the default rule.
         iou_thr (float): IoU that links boxes of nearby slices.
         max_gap (int): slices without a box that one candidate may bridge.
         min_slices (int): fewest slices of a reported candidate.
@@ -110,7 +110,7 @@ def detect_lesions_in_volume(volume: Union[str, CTVolume],
     candidates = measure_lesion_candidates(tracks, volume.geometry, volume.original_geometry)
     timings['link'] = time.perf_counter() - start
 
-    warnings = list(volume.warnings)
+    warnings = list(volume.warnings) + list(detector.warnings)
     s = detector.settings
     span_mm = (s.num_slices - 1) * s.slice_interval
     if detections.edge_replicated_slices == volume.num_slices:

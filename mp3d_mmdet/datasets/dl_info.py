@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ..utils.ct_spacing import ct_spacing_problem
+from ..utils.validation import ct_spacing_problem
 from ..utils.safe_files import atomic_write
 
 __all__ = [
@@ -53,10 +53,12 @@ DL_INFO_COLUMNS: Tuple[str, ...] = (
 #: split name -> ``Train_Val_Test`` code.
 SPLIT_CODES: Dict[str, int] = {'train': 1, 'val': 2, 'test': 3}
 
-#: ``Coarse_lesion_type`` code -> name (DeepLesion README); -1 = unknown (all training rows).
+#: ``Coarse_lesion_type`` code -> name (DeepLesion README; identifiers, so 'soft_tissue'): the
+#: one lesion-type table of the plugin (the FROC metric's ``type_<name>`` breakdowns use it).
+#: -1 = unknown (all training rows).
 LESION_TYPE_NAMES: Dict[int, str] = {
     -1: 'unknown', 1: 'bone', 2: 'abdomen', 3: 'mediastinum', 4: 'liver', 5: 'lung',
-    6: 'kidney', 7: 'soft tissue', 8: 'pelvis'
+    6: 'kidney', 7: 'soft_tissue', 8: 'pelvis'
 }
 
 _FILE_NAME_PATTERN = re.compile(r'^(\d+)_(\d+)_(\d+)_(\d+)\.png$')

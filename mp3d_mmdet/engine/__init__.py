@@ -1,2 +1,3 @@
-"""Training-loop components: hooks (registered in ``mmdet.registry.HOOKS``)."""
+"""Training-loop components: the device-aware runner and hooks."""
 from .hooks import *  # noqa: F401,F403
+from .runner import *  # noqa: F401,F403

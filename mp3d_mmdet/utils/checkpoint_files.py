@@ -44,19 +44,20 @@ def _describe_content(head: bytes) -> str:
     return f'binary data starting with {head[:8].hex(" ")}'
 
 
-def check_checkpoint_file(path: str, what: str = 'checkpoint') -> None:
+def check_checkpoint_file(path: str, what: str = 'checkpoint', hint: str = '') -> None:
     """Check from its first bytes that ``path`` is a PyTorch checkpoint file.
 
     Args:
         path (str): the file.
         what (str): what the file should be, for the messages (e.g. ``'--checkpoint'``).
+        hint (str): appended to the message of a missing file (where to look, how to make it).
 
     Raises:
         FileNotFoundError: no such file.
         CheckpointFileError: a folder, an empty file, or neither a zip archive nor a pickle.
     """
     if not osp.exists(path):
-        raise FileNotFoundError(f'{what} file not found: {path}')
+        raise FileNotFoundError(f'{what} file not found: {path}{hint}')
     if osp.isdir(path):
         raise CheckpointFileError(f'{path}: a folder, expected a {what} file (.pth)')
     size = os.path.getsize(path)

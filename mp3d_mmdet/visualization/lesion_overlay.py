@@ -1,6 +1,6 @@
 """Pictures of detections against ground truth on CT slices.
 
-One drawing routine serves the demo's test-slice overlays (``tools/draw_detections.py``) and
+One drawing routine serves the demo's test-slice overlays (``mp3d-draw-detections``) and
 the whole-volume detector's candidate overlays: a slice in HU is shown in a display window
 (soft tissue by default), ground-truth boxes in green, detections with their scores in red
 where they hit a ground-truth box and in orange where they do not. A hit is what the FROC
@@ -12,8 +12,8 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..datasets.transforms.slice_sampling import clip_and_scale_hu
-from ..evaluation.functional.box_iou import box_iou
+from ..datasets.slice_sampling import clip_and_scale_hu
+from ..structures import box_iou
 
 #: Display window (HU) for soft tissue: level 40, width 400.
 SOFT_TISSUE_WINDOW: Tuple[float, float] = (-160.0, 240.0)
@@ -73,7 +73,8 @@ def draw_lesion_overlay(hu: np.ndarray,
     if hu.ndim != 2:
         raise ValueError(f'hu must be a 2D (H, W) slice, got shape {tuple(hu.shape)}')
     gt = np.zeros((0, 4)) if gt_boxes is None else np.asarray(gt_boxes, np.float64).reshape(-1, 4)
-    boxes = np.zeros((0, 4)) if pred_boxes is None else np.asarray(pred_boxes, np.float64).reshape(-1, 4)
+    boxes = (np.zeros((0, 4)) if pred_boxes is None else
+             np.asarray(pred_boxes, np.float64).reshape(-1, 4))
     scores = np.ones(len(boxes)) if pred_scores is None else np.asarray(pred_scores, np.float64)
     if len(scores) != len(boxes):
         raise ValueError(f'pred_scores has {len(scores)} entries for {len(boxes)} pred_boxes')

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from mp3d_mmdet.apis import (VolumeGeometry, box_iou, link_slice_detections,
-                             measure_lesion_candidates)
+from mp3d_mmdet.apis import VolumeGeometry, link_slice_detections, measure_lesion_candidates
 
 A = [10.0, 10.0, 30.0, 20.0]  # lesion A
 A2 = [11.0, 10.0, 31.0, 21.0]  # A shifted by a pixel: IoU with A = 0.7949
@@ -21,20 +20,11 @@ def _slices(per_slice, depth):
     return boxes, scores
 
 
-def test_box_iou_hand_computed():
-    iou = box_iou(np.array([A, B]), np.array([A2, [20.0, 10.0, 40.0, 20.0]]))
-    # A vs A2: inter 19 x 10 = 190, union 200 + 220 - 190 = 230
-    assert iou[0, 0] == pytest.approx(190 / 230)
-    assert iou[0, 1] == pytest.approx(100 / 300)
-    assert iou[1].tolist() == [0.0, 0.0]
-    assert box_iou(np.zeros((0, 4)), np.array([A])).shape == (0, 1)
-
-
 def test_two_lesions_and_a_gap():
     # A on slices 2-6 with slice 4 missing (a 1-slice gap), B on slices 5-7, a lone box on 12.
     boxes, scores = _slices({
-        2: [(A, 0.6)], 3: [(A2, 0.9), (B, 0.2)], 5: [(A, 0.7), (B, 0.8)], 6: [(A2, 0.5),
-                                                                            (B, 0.9)],
+        2: [(A, 0.6)], 3: [(A2, 0.9), (B, 0.2)], 5: [(A, 0.7), (B, 0.8)],
+        6: [(A2, 0.5), (B, 0.9)],
         7: [(B, 0.4)], 12: [(A, 0.3)]}, depth=14)
     tracks = link_slice_detections(boxes, scores, iou_thr=0.5, max_gap=1)
     assert [t.slices for t in tracks] == [[2, 3, 5, 6], [3, 5, 6, 7], [12]]

@@ -28,7 +28,8 @@ import SimpleITK as sitk
 
 from mp3d_mmdet.datasets.dl_info import DLInfoRow, series_folder_name, slice_file_name, \
     write_dl_info
-from mp3d_mmdet.datasets.transforms.slice_sampling import PNG_HU_OFFSET
+from mp3d_mmdet.datasets.slice_sampling import PNG_HU_OFFSET
+from mp3d_mmdet.utils.config import load_config
 from tiny_mp3d import tiny_mp3d_model
 
 
@@ -244,24 +245,20 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 def tiny_config_text(data_root: str = 'data/none/', num_slices: int = 9,
                      slice_interval: float = 2.5, scale: int = 64, extra: str = '') -> str:
     """A tiny MP3D FPN config (8 base channels, 32-channel FPN, ``scale``-px test Resize)
-    inheriting the demo config, with ``num_slices`` slices every ``slice_interval`` mm in the
-    backbone, the GTM and both pipelines, and the paper's HU window (the phantoms' +400 HU
-    lesions would saturate the demo's soft-tissue window). ``extra`` is appended (more config
-    lines)."""
+    inheriting the demo config, with ``num_slices`` slices every ``slice_interval`` mm (the
+    config's top-level settings: backbone, GTM and loaders follow them) and the paper's HU
+    window (the phantoms' +400 HU lesions would saturate the demo's soft-tissue window).
+    ``extra`` is appended (more config lines)."""
     small, large = scale * 7 // 8, scale * 9 // 8
     return f"""
 _base_ = {osp.join(REPO, 'configs', 'mp3d_fpn_synthetic_demo.py')!r}
 data_root = {data_root!r}
 {tiny_mp3d_model(num_slices)}
+slice_interval = {slice_interval}
+hu_window = (-1024, 1050)
 train_pipeline = _base_.train_pipeline
-train_pipeline[0].num_slices = {num_slices}
-train_pipeline[0].slice_interval = {slice_interval}
-train_pipeline[0].hu_window = (-1024, 1050)
 train_pipeline[2].scales = [({small}, {small}), ({scale}, {scale}), ({large}, {large})]
 test_pipeline = _base_.test_pipeline
-test_pipeline[0].num_slices = {num_slices}
-test_pipeline[0].slice_interval = {slice_interval}
-test_pipeline[0].hu_window = (-1024, 1050)
 test_pipeline[1].scale = ({scale}, {scale})
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))
@@ -274,7 +271,6 @@ def write_tiny_model(folder: str) -> Tuple[str, str]:
     """A tiny 3-slice config (:func:`tiny_config_text`, 64 px) and a checkpoint of its randomly
     initialised model (seed 0) in ``folder``; returns ``(config path, checkpoint path)``."""
     import torch
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
     cfg_path = osp.join(folder, 'tiny3.py')
@@ -282,7 +278,7 @@ def write_tiny_model(folder: str) -> Tuple[str, str]:
         handle.write(tiny_config_text(num_slices=3, slice_interval=2.5, scale=64))
     init_default_scope('mmdet')
     torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(cfg_path).model)
+    model = MODELS.build(load_config(cfg_path).model)
     model.init_weights()
     checkpoint = osp.join(folder, 'random.pth')
     torch.save({'state_dict': model.state_dict(),

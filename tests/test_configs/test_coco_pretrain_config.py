@@ -1,7 +1,7 @@
 """The COCO 3-slice pre-training config is the paper's recipe and matches the DeepLesion input."""
 import os.path as osp
 
-from mmengine.config import Config
+from mp3d_mmdet.utils.config import load_config
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 PRETRAIN = osp.join(CONFIG_DIR, 'mp3d_fpn_coco_pretrain_3slice_6x.py')
@@ -9,7 +9,7 @@ MAIN = osp.join(CONFIG_DIR, 'mp3d_fpn_deeplesion_2x.py')
 
 
 def test_pretraining_recipe():
-    cfg = Config.fromfile(PRETRAIN)
+    cfg = load_config(PRETRAIN)
     assert cfg.runner_type == 'DeviceAwareRunner'
     assert cfg.custom_imports.imports == ['mp3d_mmdet']
     backbone = cfg.model.backbone
@@ -37,7 +37,7 @@ def test_pretraining_recipe():
 
 
 def test_input_normalisation_and_rpn_shapes_match_the_deeplesion_detector():
-    pretrain, main = Config.fromfile(PRETRAIN), Config.fromfile(MAIN)
+    pretrain, main = load_config(PRETRAIN), load_config(MAIN)
     # same [0, 255] input normalised by one mean/std for every slice, no channel flip
     assert pretrain.model.data_preprocessor == main.model.data_preprocessor
     assert main.model.data_preprocessor.bgr_to_rgb is False
@@ -49,7 +49,7 @@ def test_input_normalisation_and_rpn_shapes_match_the_deeplesion_detector():
 
 def test_data_root_from_the_environment(monkeypatch):
     monkeypatch.setenv('COCO_ROOT', '/datasets/coco2017/')
-    cfg = Config.fromfile(PRETRAIN)
+    cfg = load_config(PRETRAIN)
     assert {cfg[f'{s}_dataloader'].dataset.data_root for s in ('train', 'val', 'test')} == {
         '/datasets/coco2017/'}
     assert cfg.test_evaluator.ann_file == '/datasets/coco2017/annotations/instances_val2017.json'

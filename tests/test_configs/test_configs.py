@@ -1,13 +1,16 @@
-"""Every config in configs/ parses and builds its model; the main config is the paper's recipe."""
+"""Every config in configs/ parses and builds its model; the main config is the paper's recipe;
+the slice count has one owner."""
 import glob
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
 
 import mp3d_mmdet  # noqa: F401
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
+from mp3d_mmdet.utils.config import ConfigError, load_config
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 CONFIGS = sorted(p for p in glob.glob(osp.join(CONFIG_DIR, '*.py')))
@@ -17,13 +20,18 @@ register_all_modules(init_default_scope=True)
 
 
 def _slice_counts(cfg: Config):
-    """The slice count at each place it appears: loader (train, test), backbone, GTM/CTM."""
-    counts = [cfg.train_dataloader.dataset.pipeline[0].num_slices,
-              cfg.test_dataloader.dataset.pipeline[0].num_slices,
-              cfg.model.backbone.num_slices]
+    """The slice count at each place it appears: loaders (train, val, test), backbone, adapter."""
+    counts = [cfg[f'{split}_dataloader'].dataset.pipeline[0].num_slices
+              for split in ('train', 'val', 'test')] + [cfg.model.backbone.num_slices]
     if isinstance(cfg.model.neck, list):
         counts.append(cfg.model.neck[0].num_slices)
     return counts
+
+
+def _meta_model(cfg: Config):
+    """The config's full-size model on the meta device (shapes only: no memory, no compute)."""
+    with torch.device('meta'):
+        return MODELS.build(cfg.model)
 
 
 def test_all_paper_experiments_have_a_config():
@@ -44,7 +52,7 @@ def test_all_paper_experiments_have_a_config():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.basename(p)[:-3])
 def test_config_parses_and_builds(path):
-    cfg = Config.fromfile(path)
+    cfg = load_config(path)
     assert cfg.runner_type == 'DeviceAwareRunner'
     assert cfg.custom_imports.imports == ['mp3d_mmdet']
     if osp.basename(path) == 'mp3d_fpn_coco_pretrain_3slice_6x.py':
@@ -53,16 +61,17 @@ def test_config_parses_and_builds(path):
         assert [t.type for t in cfg.train_dataloader.dataset.pipeline[:2]] == [
             'LoadImageFromFile', 'RGBToSlices']
         assert cfg.model.backbone.num_slices == cfg.model.neck[0].num_slices == 3
-        assert MODELS.build(cfg.model).roi_head.bbox_head.num_classes == 80
+        assert _meta_model(cfg).roi_head.bbox_head.num_classes == 80
         return
     counts = _slice_counts(cfg)
     if cfg.model.backbone.get('slice_pooling') == 'isotropic':
         # 9 slices in; the GTM of each level fuses what the slice pooling left of them.
-        assert counts[:3] == [9, 9, 9] and counts[3] == [5, 3, 2, 1]
+        assert counts[:4] == [9, 9, 9, 9] and counts[4] == [5, 3, 2, 1]
     else:
         assert len(set(counts)) == 1, counts
-    model = MODELS.build(cfg.model)
+    model = _meta_model(cfg)
     assert model.roi_head.bbox_head.num_classes == 1
+    assert model.backbone.num_slices == counts[0]
 
 
 @pytest.mark.parametrize('name,slices', [('mp3d_fpn_5slices_deeplesion_2x', 5),
@@ -70,14 +79,64 @@ def test_config_parses_and_builds(path):
                                          ('mp3d_fpn_11slices_deeplesion_2x', 11),
                                          ('fpn_3dce_3slices_deeplesion_2x', 3),
                                          ('fpn_3dce_27slices_deeplesion_2x', 27)])
-def test_slice_count_reaches_every_place(name, slices):
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, name + '.py'))
-    assert set(_slice_counts(cfg)) == {slices}
-    assert set(_slice_counts(Config.fromfile(MAIN))) == {9}  # the base is left untouched
+def test_a_variant_is_one_line(name, slices):
+    path = osp.join(CONFIG_DIR, name + '.py')
+    lines = [line for line in open(path).read().splitlines()
+             if line.strip() and not line.startswith('#')]
+    assert lines[1:] == [f'num_slices = {slices}']  # after `_base_ = ...`
+    assert set(_slice_counts(load_config(path))) == {slices}
+    assert set(_slice_counts(load_config(MAIN))) == {9}  # the base is left untouched
+
+
+def test_a_child_config_setting_num_slices_13_builds_a_13_slice_model(tmp_path):
+    child = tmp_path / 'mp3d_13.py'
+    child.write_text(f'_base_ = {MAIN!r}\nnum_slices = 13\n')
+    cfg = load_config(str(child))
+    assert set(_slice_counts(cfg)) == {13}
+    model = _meta_model(cfg)
+    assert model.backbone.num_slices == 13 and model.neck[0].num_slices == [13] * 4
+    assert tuple(model.neck[0].convs[0].weight.shape) == (256, 13, 1, 1)
+    # the same from the command line
+    assert set(_slice_counts(load_config(MAIN, {'num_slices': 13}))) == {13}
+    # isotropic slice pooling: the GTM depths follow from 13 slices
+    iso = load_config(osp.join(CONFIG_DIR, 'mp3d_fpn_isotropic_deeplesion_2x.py'),
+                      {'num_slices': 13})
+    assert iso.model.neck[0].num_slices == [7, 4, 2, 1]
+
+
+@pytest.mark.parametrize('options,message', [
+    ({'val_dataloader.dataset.pipeline.0.num_slices': 7},
+     r'num_slices = 9 \(top level\) but val_dataloader.dataset.pipeline\[0\].num_slices = 7'),
+    ({'model.backbone.num_slices': 13},
+     r'num_slices = 9 \(top level\) but model.backbone.num_slices = 13'),
+    ({'test_dataloader.dataset.pipeline.0.hu_window': (-100, 300)},
+     r'hu_window = \(-1024, 1050\) \(top level\) but test_dataloader.dataset.pipeline\[0\]'),
+])
+def test_a_place_set_to_another_value_is_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(MAIN, options)
+
+
+def test_an_adapter_that_disagrees_with_the_backbone_is_refused():
+    with pytest.raises(ConfigError, match=r'model.neck\[0\].num_slices = 5 but the backbone '
+                       r'\(MP3DResNet, num_slices=9\) outputs slice depths \[9, 9, 9, 9\]'):
+        load_config(MAIN, {'model.neck.0.num_slices': 5})
+
+
+def test_without_a_top_level_value_the_places_must_agree():
+    from mp3d_mmdet.utils.config import resolve_config
+    plain = Config.fromfile(MAIN).to_dict()
+    del plain['num_slices']  # as another project's config: no top-level num_slices
+    cfg = Config(plain)
+    cfg.val_dataloader.dataset.pipeline[0]['num_slices'] = 5
+    with pytest.raises(ConfigError, match=r'model.backbone.num_slices is not set but '
+                       r'val_dataloader.dataset.pipeline\[0\].num_slices = 5: the places of '
+                       'num_slices disagree'):
+        resolve_config(cfg)
 
 
 def test_main_config_is_the_papers_recipe():
-    cfg = Config.fromfile(MAIN)
+    cfg = load_config(MAIN)
     backbone = cfg.model.backbone
     assert (backbone.type, backbone.depth, backbone.num_slices, backbone.conv_type,
             backbone.slice_pooling) == ('MP3DResNet', 50, 9, 'p3d', 'none')
@@ -115,6 +174,20 @@ def test_main_config_is_the_papers_recipe():
     assert cfg.test_dataloader.dataset.pipeline[1].scale == (512, 512)
     assert cfg.val_evaluator.type == cfg.test_evaluator.type == 'FROCMetric'
     assert len({cfg[f'{s}_dataloader'].dataset.data_root for s in ('train', 'val', 'test')}) == 1
+    assert [h.type for h in cfg.custom_hooks] == ['EvaluationProgressHook']
+
+
+@pytest.mark.parametrize('value', ['/data/DeepLesion', '/data/DeepLesion/'])
+def test_data_roots_come_from_the_environment_with_or_without_a_slash(monkeypatch, value):
+    monkeypatch.setenv('DEEPLESION_ROOT', value)
+    monkeypatch.setenv('COCO_ROOT', value.replace('DeepLesion', 'coco'))
+    for name in ('mp3d_fpn_deeplesion_2x.py', 'mp3d_fpn_synthetic_demo.py'):
+        cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+        assert {cfg[f'{s}_dataloader'].dataset.data_root for s in ('train', 'val', 'test')} \
+            == {'/data/DeepLesion/'}, name
+    coco = Config.fromfile(osp.join(CONFIG_DIR, 'mp3d_fpn_coco_pretrain_3slice_6x.py'))
+    assert coco.train_dataloader.dataset.data_root == '/data/coco/'
+    assert coco.val_evaluator.ann_file == '/data/coco/annotations/instances_val2017.json'
 
 
 def test_schedules_and_data_fractions():
@@ -127,16 +200,3 @@ def test_schedules_and_data_fractions():
         assert cfg.train_dataloader.dataset.data_fraction == pytest.approx(percent / 100)
     pretrained = Config.fromfile(osp.join(CONFIG_DIR, 'mp3d_fpn_deeplesion_2x_coco-pretrain.py'))
     assert pretrained.load_from.endswith('.pth')
-
-
-def test_deeplesion_pipelines_match_the_documented_ones():
-    """The dataset base config and mp3d_mmdet.datasets.deeplesion_pipelines must not drift."""
-    from mp3d_mmdet.datasets import deeplesion_test_pipeline, deeplesion_train_pipeline
-    cfg = Config.fromfile(MAIN)
-
-    def plain(pipeline):
-        return [{k: (tuple(v) if isinstance(v, list) and k == 'hu_window' else v)
-                 for k, v in step.items()} for step in Config(dict(p=pipeline)).to_dict()['p']]
-
-    assert plain(cfg.train_pipeline) == plain(deeplesion_train_pipeline())
-    assert plain(cfg.test_pipeline) == plain(deeplesion_test_pipeline())

@@ -200,8 +200,8 @@ def test_rows_of_one_key_slice_are_grouped_in_csv_order(tmp_path):
     dataset = build(root)
     assert len(dataset) == 2
     first = dataset.get_data_info(0)
-    assert [inst['bbox'] for inst in first['instances']] == [[10.0, 20.0, 30.0, 40.0],
-                                                              [0.0, 0.0, 4.0, 4.0]]
+    assert [inst['bbox'] for inst in first['instances']] == [
+        [10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 4.0, 4.0]]
     assert [inst['csv_row'] for inst in first['instances']] == [2, 4]
     assert first['img_id'] == 0 and dataset.get_data_info(1)['img_id'] == 1
     assert first['dicom_windows'] == [(-175.0, 275.0), (-1500.0, 500.0)]
@@ -291,12 +291,12 @@ def test_filter_cfg_applies_to_training_only(tmp_path):
 def test_dataset_items_through_the_paper_pipelines(generated):
     from mmengine.registry import init_default_scope
 
-    from mp3d_mmdet.datasets import deeplesion_test_pipeline, deeplesion_train_pipeline
+    from paper_config import paper_pipelines
     init_default_scope('mmdet')
     root, _, _ = generated
     np.random.seed(0)
     train = DeepLesionDataset(data_root=root, split='train',
-                              pipeline=deeplesion_train_pipeline(num_slices=5))
+                              pipeline=paper_pipelines(num_slices=5)[0])
     for index in range(len(train)):
         item = train[index]
         channels, height, width = item['inputs'].shape
@@ -304,7 +304,7 @@ def test_dataset_items_through_the_paper_pipelines(generated):
         info = train.get_data_info(index)
         assert len(item['data_samples'].gt_instances) == len(info['instances'])
     test = DeepLesionDataset(data_root=root, split='test', test_mode=True,
-                             pipeline=deeplesion_test_pipeline())
+                             pipeline=paper_pipelines()[1])
     item = test[0]
     assert item['inputs'].shape == (9, 512, 512)
     assert item['data_samples'].img_id == test.get_data_info(0)['img_id']

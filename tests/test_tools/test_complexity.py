@@ -23,7 +23,7 @@ def tool():
 
 @pytest.mark.parametrize('num_slices,gflops', [(5, 156.84), (9, 248.93), (11, 294.97)])
 def test_mp3d_fpn_matches_the_paper(tool, num_slices, gflops):
-    cfg = tool.set_num_slices(tool.load_model_cfg(CONFIG), num_slices)
+    cfg = tool.load_model_cfg(CONFIG, num_slices=num_slices)
     res = tool.measure(cfg, (512, 512), 1000)
     assert abs(res['macs'] / 1e9 - gflops) < 0.02
     assert res['params'] == 45_156_437 + 3840 * (num_slices - 9)  # GTM: 3840 per slice
@@ -38,8 +38,8 @@ def test_mr3d_fpn_matches_the_paper(tool):
     assert abs(res['macs'] / 1e9 - 415.81) < 0.02
 
 
-def test_conv_macs_hand_count():
-    from mp3d_mmdet.models.utils import MacCounter
+def test_conv_macs_hand_count(tool):
+    MacCounter = tool.MacCounter
     conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=True)
     lin = torch.nn.Linear(10, 5)
     with torch.no_grad(), MacCounter() as c:
@@ -67,5 +67,5 @@ def test_cli_report_and_paper_table(tool, capsys):
 def test_cli_errors(tool):
     with pytest.raises(SystemExit):
         tool.main([CONFIG, '--shape', '16', '16'])
-    with pytest.raises(ValueError, match='has no slice count'):
-        tool.set_num_slices({'backbone': {'type': 'ResNet'}}, 5)
+    with pytest.raises(ValueError, match='num_slices must be an odd int'):
+        tool.measure(tool.load_model_cfg(CONFIG, num_slices=4), (64, 64), 10)

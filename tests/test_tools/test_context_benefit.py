@@ -4,11 +4,11 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mp3d_mmdet  # noqa: F401  (registers the components)
 from mmdet.registry import MODELS
+from mp3d_mmdet.utils.config import load_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(REPO, 'tools', 'benchmark', 'context_benefit.py')
@@ -30,8 +30,8 @@ def test_variant_configs_build_the_compared_models(tmp_path, name, backbone, in_
     tool = load_tool()
     path = tmp_path / f'{name}.py'
     path.write_text(tool._variant_config(name, str(tmp_path / 'work')))
-    cfg = Config.fromfile(str(path))
-    demo = Config.fromfile(osp.join(REPO, tool.DEMO_CONFIG))
+    cfg = load_config(str(path))
+    demo = load_config(osp.join(REPO, tool.DEMO_CONFIG))
     assert cfg.model.backbone.type == backbone
     for split in ('train', 'val', 'test'):
         loader = cfg[f'{split}_dataloader'].dataset.pipeline[0]
@@ -46,8 +46,8 @@ def test_variant_configs_build_the_compared_models(tmp_path, name, backbone, in_
     with torch.no_grad():
         feats = model.extract_feat(torch.zeros(1, in_slices, 64, 64))
     # the same FPN output for all: 5 levels of 64 channels, strides 4..64
-    assert [tuple(f.shape) for f in feats] == [(1, 64, 64 // s, 64 // s)
-                                             for s in (4, 8, 16, 32, 64)]
+    assert [tuple(f.shape) for f in feats] == [
+        (1, 64, 64 // s, 64 // s) for s in (4, 8, 16, 32, 64)]
 
 
 def test_unknown_model_is_refused():

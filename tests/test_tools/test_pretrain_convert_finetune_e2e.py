@@ -3,8 +3,8 @@
 1. pre-train the COCO 3-slice config (RGBToSlices, 80 classes, CocoMetric) for one epoch
    on a generated COCO-format set (pycocotools json + RGB PNGs), data root via COCO_ROOT,
    with mmdet's tools/train.py (the script ``mim train mmdet`` runs);
-2. convert its checkpoint to 9 slices with tools/convert_pretrained.py (its ``main``, in
-   this process: the CLI's own tests are in test_convert_pretrained.py);
+2. convert its checkpoint to 9 slices with mp3d-convert-pretraining-checkpoint (its ``main``,
+   in this process: the CLI's own tests are in test_cli/);
 3. train the DeepLesion "2x with COCO pre-training" config on generated DeepLesion-format
    data from the converted weights (``load_from``), and check the weights the runner
    loaded against the converted and the pre-training checkpoints tensor by tensor.
@@ -12,21 +12,18 @@
 The configs are the real ones with tiny-width overrides (64 px, 8 base channels, one block
 per stage, GN with 4 groups), as in test_train_test_e2e.py.
 """
-import importlib.util
-import json
 import os
 import os.path as osp
-import shutil
 import subprocess
 import sys
 
 import mmdet
 import torch
-from mmdet.datasets import CocoDataset
 
-from mp3d_mmdet.datasets.synthetic import make_synthetic_deeplesion
+from mp3d_mmdet.cli import convert_pretraining_checkpoint
+from mp3d_mmdet.datasets.synthetic_deeplesion import make_synthetic_deeplesion
 from mp3d_mmdet.models.necks.group_transform import resample_slice_weights
-from tiny_coco import write_tiny_coco
+from tiny_coco import tiny_coco_2017
 from tiny_mp3d import tiny_mp3d_model
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
@@ -98,27 +95,13 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(save_best=None))
 """
 
 
-def tiny_coco_2017(root) -> str:
-    """The tiny set in COCO 2017's layout with COCO's 80 categories (its boxes: 'person')."""
-    info = write_tiny_coco(root, num_images=4, seed=0)
-    ann = json.loads((root / info['ann_file']).read_text())
-    assert {a['category_id'] for a in ann['annotations']} == {1}
-    classes = CocoDataset.METAINFO['classes']
-    assert classes[0] == 'person'
-    ann['categories'] = [dict(id=i + 1, name=name) for i, name in enumerate(classes)]
-    (root / 'annotations').mkdir()
-    for split in ('train2017', 'val2017'):
-        (root / 'annotations' / f'instances_{split}.json').write_text(json.dumps(ann))
-        shutil.copytree(root / 'images', root / split)
-    return info['data_root']
-
-
 def run(args, cwd, env=None) -> str:
     # One OpenMP thread: the tiny models gain nothing from more, and on a loaded machine
     # spinning OpenMP threads make every op up to ~100x slower.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
                **(env or {}))
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
+                          encoding='utf-8', errors='replace', timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
     return output
@@ -143,14 +126,10 @@ def test_pretrain_convert_finetune(tmp_path, capsys):
 
     # 2. conversion to 9 slices with the CLI
     converted = tmp_path / 'pretrained' / 'mp3d_fpn_coco_3slice_to_9slice.pth'
-    spec = importlib.util.spec_from_file_location(
-        'convert_pretrained', osp.join(REPO, 'tools', 'convert_pretrained.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    report = tool.main([str(pretrained), str(converted), '--num-slices', '9'])
-    assert (report.source_num_slices, report.num_slices, report.num_classes) == (
-        [3, 3, 3, 3], 9, 80)
-    assert 'MP3D FPN, GTM slices [3, 3, 3, 3], 80 classes' in capsys.readouterr().out
+    assert convert_pretraining_checkpoint.main(
+        [str(pretrained), str(converted), '--num-slices', '9']) == 0
+    assert (f'MP3D FPN, GTM slices [3, 3, 3, 3], 80 classes -> {converted}: 9 slices'
+            in capsys.readouterr().out)
     conv = torch.load(converted, map_location='cpu', weights_only=True)['state_dict']
     assert set(src) - set(conv) == set(DROPPED)
 

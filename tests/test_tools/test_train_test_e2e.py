@@ -10,7 +10,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mp3d_mmdet.datasets.synthetic import make_synthetic_deeplesion
+from mp3d_mmdet.datasets.synthetic_deeplesion import make_synthetic_deeplesion
 from tiny_mp3d import tiny_mp3d_model
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
@@ -52,7 +52,7 @@ def _mim(args, cwd, timeout=600) -> str:
     # One thread each: tiny models gain nothing from more, and CI may run beside other work.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
     proc = subprocess.run([osp.join(BIN, 'mim'), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, encoding='utf-8', errors='replace', timeout=timeout)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
     return output
@@ -94,7 +94,8 @@ def test_train_resume_test_and_overlays(tiny_data, tmp_path):
     overlays = tmp_path / 'overlays'
     proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'draw_detections.py'),
                            str(pred_file), '--out-dir', str(overlays), '--num', '2',
-                           '--score-thr', '0.0'], capture_output=True, text=True)
+                           '--score-thr', '0.0'], capture_output=True,
+                          encoding='utf-8', errors='replace')
     assert proc.returncode == 0, proc.stderr
     from mmengine.fileio import load
     with_gt = [r for r in load(str(pred_file)) if r['instances']]

@@ -27,7 +27,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def _second_round_page_faults(mode: str) -> int:
     out = subprocess.run([sys.executable, '-c', _PROBE, mode], check=True,
-                         capture_output=True, text=True).stdout
+                         capture_output=True, encoding='utf-8', errors='replace').stdout
     return int(out.strip().splitlines()[-1])
 
 

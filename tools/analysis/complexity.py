@@ -7,7 +7,7 @@ element; normalisation layers (GroupNorm), element-wise sums, interpolation and 
 are not counted. The detector is measured as backbone + neck + RPN head on one
 ``(1, N, H, W)`` input plus the RoI box head on ``--proposals`` RoIs (default 1,000, the
 RPN's test-time proposal count). Counting runs on ``meta`` tensors (shapes only), so a
-512 x 512 detector takes about a second. See ``mp3d_mmdet.models.utils.op_counter``.
+512 x 512 detector takes seconds. See ``tools/analysis/op_counter.py``.
 
 Usage::
 
@@ -22,10 +22,14 @@ paper's figures beside them.
 """
 import argparse
 import copy
+import os.path as osp
 import sys
 from typing import Dict, Optional, Sequence
 
 import torch
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from op_counter import MacCounter  # noqa: E402
 
 # The paper's figures (Zhang et al., MICCAI 2020: Table 2 and section 3.2).
 PAPER = [
@@ -57,41 +61,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def load_model_cfg(path: str, cfg_options: Optional[Dict] = None) -> Dict:
-    """The ``model`` dict of a config file (after ``--cfg-options``)."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+def load_model_cfg(path: str, cfg_options: Optional[Dict] = None,
+                   num_slices: Optional[int] = None) -> Dict:
+    """The ``model`` dict of a config file, read as the runner reads it
+    (:func:`mp3d_mmdet.utils.config.load_config`: ``--cfg-options`` merged, then the
+    top-level ``num_slices`` -- ``num_slices`` here when given -- passed to the backbone and
+    the neck adapter)."""
+    from mp3d_mmdet.utils.config import load_config
+    options = dict(cfg_options or {})
+    if num_slices is not None:
+        options['num_slices'] = num_slices
+    cfg = load_config(path, options)
     if 'model' not in cfg:
         raise ValueError(f'{path}: no `model` in the config')
     return copy.deepcopy(cfg.model)
 
 
-def set_num_slices(model_cfg: Dict, num_slices: int) -> Dict:
-    """Set the slice count of the backbone and of every neck entry that has one."""
-    model_cfg = copy.deepcopy(model_cfg)
-    backbone = model_cfg['backbone']
-    if 'num_slices' not in backbone and backbone.get('type') not in (
-            'MP3DResNet', 'MR3DResNet', 'ResNet3DCE'):
-        raise ValueError(f"backbone {backbone.get('type')!r} has no slice count")
-    backbone['num_slices'] = num_slices
-    necks = model_cfg.get('neck')
-    for neck in (necks if isinstance(necks, list) else [necks] if necks else []):
-        if neck.get('type') in ('GroupTransform', 'CenterSliceTransform') \
-                or 'num_slices' in neck:
-            neck['num_slices'] = num_slices
-    return model_cfg
-
-
-def input_channels(model_cfg: Dict) -> int:
-    """Channels of the network input: the slice count or the 2D backbone's channels."""
-    backbone = model_cfg['backbone']
-    if 'num_slices' in backbone:
-        return int(backbone['num_slices'])
-    if backbone.get('type') in ('MP3DResNet', 'MR3DResNet', 'ResNet3DCE'):
-        return 9
-    return int(backbone.get('in_channels', 3))
+def input_channels(backbone: torch.nn.Module) -> int:
+    """Channels of the network input: the slice count of a slice backbone, else the input
+    channels of the backbone's first conv."""
+    num_slices = getattr(backbone, 'num_slices', None)
+    if num_slices is not None:
+        return int(num_slices)
+    first_conv = next(m for m in backbone.modules()
+                      if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
+    return int(first_conv.in_channels)
 
 
 def measure(model_cfg: Dict, shape: Sequence[int], proposals: int) -> Dict[str, float]:
@@ -102,15 +96,10 @@ def measure(model_cfg: Dict, shape: Sequence[int], proposals: int) -> Dict[str, 
     ``num_slices`` and the input ``shape``.
     """
     from mmdet.registry import MODELS
-    from mp3d_mmdet.models.utils import MacCounter
-    from mp3d_mmdet.models.backbones.slice_ops import set_conv_impl
     with torch.device('meta'):
         model = MODELS.build(model_cfg)
     model.eval()
-    # count every conv as the dense conv it is (zero padding included), whatever
-    # kernel would compute it (the GEMM route skips the padded taps)
-    set_conv_impl(model, 'conv3d')
-    n = input_channels(model_cfg)
+    n = input_channels(model.backbone)
     h, w = shape
     res: Dict[str, float] = dict(num_slices=n, shape=(h, w))
     res['params'] = sum(p.numel() for p in model.parameters())
@@ -166,18 +155,18 @@ def report(res: Dict[str, float], proposals: int) -> str:
     return '\n'.join(lines)
 
 
-def paper_table(model_cfg: Dict, shape: Sequence[int], proposals: int) -> str:
-    """Markdown table: the paper's params/GFLOPs beside the measured ones."""
+def paper_table(config: str, cfg_options: Optional[Dict], shape: Sequence[int],
+                proposals: int) -> str:
+    """Markdown table: the paper's params/GFLOPs beside the measured ones (the MP3D FPN of
+    ``config`` at each slice count, and its MR3D variant)."""
     rows = [
         '| model | params (paper) | params (measured) | GFLOPs (paper) | '
         'GFLOPs (measured) | GFLOPs diff |',
         '|---|---|---|---|---|---|',
     ]
     for label, conv_type, n, p_params, p_gflops in PAPER:
-        cfg = set_num_slices(model_cfg, n)
-        cfg['backbone']['conv_type'] = conv_type
-        if cfg['backbone'].get('type') == 'MR3DResNet' and conv_type == 'p3d':
-            cfg['backbone']['type'] = 'MP3DResNet'
+        cfg = load_model_cfg(config, dict(cfg_options or {}, **{
+            'model.backbone.type': 'MP3DResNet', 'model.backbone.conv_type': conv_type}), n)
         res = measure(cfg, shape, proposals)
         gflops = res['macs'] / 1e9
         paper_p = f'{p_params:.2f} M' if p_params is not None else '-'
@@ -192,16 +181,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import mp3d_mmdet  # noqa: F401  (registers the plugin's models)
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
-    model_cfg = load_model_cfg(args.config, args.cfg_options)
-    if args.num_slices is not None:
-        model_cfg = set_num_slices(model_cfg, args.num_slices)
     if args.paper_table:
         h, w = args.shape
         print(f'Paper (Zhang et al., MICCAI 2020) vs measured, {h} x {w} input, RoI head at '
               f'{args.proposals} proposals; GFLOPs = 1e9 multiply-adds of convs (+bias), '
               'Linear, ReLU and pooling (norms not counted).\n')
-        print(paper_table(model_cfg, args.shape, args.proposals))
+        print(paper_table(args.config, args.cfg_options, args.shape, args.proposals))
         return 0
+    model_cfg = load_model_cfg(args.config, args.cfg_options, args.num_slices)
     print(report(measure(model_cfg, args.shape, args.proposals), args.proposals))
     return 0
 

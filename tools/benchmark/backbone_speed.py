@@ -5,7 +5,7 @@ one input at ``--shape`` (default 512 x 512): the 3D models and 3DCE on ``N`` sl
 (default 9), ResNet-50 on one 3-channel image. The models run interleaved, round by
 round, and the best (minimum) and median round are reported, so that load from other
 processes affects all of them alike. Every model's multiply-accumulates (GMACs, the
-paper's "GFLOPs" convention, see ``mp3d_mmdet.models.utils.op_counter``) are counted
+paper's "GFLOPs" convention, see ``tools/analysis/op_counter.py``) are counted
 on meta tensors, and the time per GMAC is reported relative to ResNet-50's. On CUDA the
 peak memory (``torch.cuda.max_memory_allocated``) of every model is printed too.
 
@@ -13,21 +13,47 @@ Examples::
 
     python tools/benchmark/backbone_speed.py                     # CPU, 512 x 512
     python tools/benchmark/backbone_speed.py --quick             # CPU, 256 x 256
-    python tools/benchmark/backbone_speed.py --conv-micro        # Conv3d vs 2D routes
     python tools/benchmark/backbone_speed.py --device cuda --amp --backward
 
 ``--malloc retain`` (default on CPU) keeps freed memory in the process (see
 ``mp3d_mmdet.utils.cpu_memory``) for all models alike; ``--malloc default``
 leaves glibc as it is (large activations are then page-faulted every pass).
+
+``--variants`` times the same models again under other execution settings (one table
+each; ``VARIANTS`` below says what each one changes), to measure a change before it is made
+in the models; ``--json FILE`` writes every table's numbers. ``tools/benchmark/gpu_check.sh``
+runs both on a GPU.
 """
 import argparse
+import contextlib
+import json
+import os.path as osp
 import statistics
 import sys
 import time
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'analysis'))
+from op_counter import count_macs  # noqa: E402
+
+
+#: Execution settings timed by ``--variants``: name -> what changes against ``default``.
+VARIANTS = {
+    'default': 'NCDHW tensors; on CUDA cuDNN picks its algorithms by timing them '
+               '(torch.backends.cudnn.benchmark)',
+    'no-cudnn-benchmark': "cuDNN's heuristic algorithm choice (mmdet's env_cfg default)",
+    'channels-last': 'weights and input in channels_last_3d (3D models) / channels_last',
+    'fold-spatial': 'channels-last, and every 1 x k x k conv computed as a 2D conv over the '
+                    '(B * D) slices (a view in that layout, no copy)',
+    'half-norm': 'under AMP, GroupNorm in float16 with float32 statistics instead of '
+                 "autocast's float32 GroupNorm",
+    'with-cp': 'gradient checkpointing of every residual block (with_cp=True)',
+    'compile': 'torch.compile of the whole backbone',
+}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -38,6 +64,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), default=None,
                    help='input size (default 512 512; 256 256 with --quick)')
     p.add_argument('--num-slices', type=int, default=9)
+    p.add_argument('--batch-size', type=int, default=1,
+                   help='samples per pass (volumes of N slices; images for ResNet-50)')
+    p.add_argument('--variants', nargs='+', default=['default'], choices=sorted(VARIANTS),
+                   help='execution settings to time, one table each (see VARIANTS)')
+    p.add_argument('--json', default=None, metavar='FILE',
+                   help='also write every table (times, GMACs, peak memory) to FILE')
     p.add_argument('--repeats', type=int, default=None,
                    help='timed rounds per model (default 3; 2 with --quick)')
     p.add_argument('--warmup', type=int, default=None,
@@ -49,14 +81,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    choices=['mp3d', 'mr3d', '3dce', 'resnet50', 'resnet50-cl'])
     p.add_argument('--norm', choices=('gn', 'bn'), default='gn',
                    help="norm layers of every model: GN 32 groups (the paper's) or BN")
-    p.add_argument('--conv-impl', choices=('auto', 'conv3d', 'fold2d', 'fold2d_gemm'),
-                   default='auto',
-                   help='SliceConv3d kernel routing in MP3D/MR3D')
     p.add_argument('--malloc', choices=('retain', 'default'), default='retain',
                    help='CPU only: keep freed memory in the process (retain) or not')
-    p.add_argument('--conv-micro', action='store_true',
-                   help='time each pseudo-3D conv as conv3d vs conv2d on reshaped views, '
-                   'and the whole MP3D backbone under each routing, then exit')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     args = p.parse_args(argv)
     if args.amp and args.device != 'cuda':
@@ -69,8 +95,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.repeats = 2 if args.quick else 3
     if args.warmup is None:
         args.warmup = 3 if args.device == 'cuda' else 1
-    if args.repeats < 1 or args.warmup < 0:
-        p.error('--repeats must be >= 1 and --warmup >= 0')
+    if args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
+        p.error('--repeats and --batch-size must be >= 1 and --warmup >= 0')
+    if args.json and osp.isdir(args.json):
+        p.error(f'--json {args.json} is a folder')
     return args
 
 
@@ -80,35 +108,128 @@ def norm_cfg(kind: str, dims: int) -> Dict:
     return dict(type='BN3d' if dims == 3 else 'BN', requires_grad=True)
 
 
-def build_models(args) -> Dict[str, Tuple[Callable[[], nn.Module], Tuple[int, ...]]]:
-    """name -> (builder, input shape)."""
+def build_models(args, with_cp: bool = False
+                 ) -> Dict[str, Tuple[Callable[[], nn.Module], Tuple[int, ...]]]:
+    """name -> (builder, input shape ``(B, N, H, W)`` or ``(B, 3, H, W)``)."""
     from mmdet.registry import MODELS
-    n, (h, w) = args.num_slices, args.shape
+    n, b, (h, w) = args.num_slices, args.batch_size, args.shape
     r50 = dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3), frozen_stages=-1,
-               norm_cfg=norm_cfg(args.norm, 2), norm_eval=False, style='pytorch')
+               norm_cfg=norm_cfg(args.norm, 2), norm_eval=False, style='pytorch',
+               with_cp=with_cp)
     table = {
-        'mp3d': (lambda: MODELS.build(dict(type='MP3DResNet', num_slices=n,
-                                           norm_cfg=norm_cfg(args.norm, 3))), (1, n, h, w)),
-        'mr3d': (lambda: MODELS.build(dict(type='MR3DResNet', num_slices=n,
-                                           norm_cfg=norm_cfg(args.norm, 3))), (1, n, h, w)),
+        'mp3d': (lambda: MODELS.build(dict(type='MP3DResNet', num_slices=n, with_cp=with_cp,
+                                           norm_cfg=norm_cfg(args.norm, 3))), (b, n, h, w)),
+        'mr3d': (lambda: MODELS.build(dict(type='MR3DResNet', num_slices=n, with_cp=with_cp,
+                                           norm_cfg=norm_cfg(args.norm, 3))), (b, n, h, w)),
         '3dce': (lambda: MODELS.build(dict(type='ResNet3DCE', num_slices=n, resnet=r50)),
-                 (1, n, h, w)),
-        'resnet50': (lambda: MODELS.build(r50), (1, 3, h, w)),
-        'resnet50-cl': (lambda: MODELS.build(r50).to(memory_format=torch.channels_last),
-                        (1, 3, h, w)),
+                 (b, n, h, w)),
+        'resnet50': (lambda: MODELS.build(r50), (b, 3, h, w)),
+        'resnet50-cl': (lambda: to_channels_last(MODELS.build(r50)), (b, 3, h, w)),
     }
     return {k: table[k] for k in args.models}
 
 
 def count_gmacs(builder: Callable[[], nn.Module], shape: Tuple[int, ...]) -> float:
     """GMACs of one forward, every conv counted as a dense conv (paper convention)."""
-    from mp3d_mmdet.models.backbones.slice_ops import set_conv_impl
-    from mp3d_mmdet.models.utils import count_macs
     with torch.device('meta'):
         model = builder()
-    set_conv_impl(model, 'conv3d')
     model.eval()
     return count_macs(model, torch.zeros(shape, device='meta')) / 1e9
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Every 5D weight in ``channels_last_3d`` and every 4D weight in ``channels_last``
+    memory order (in place); convs then produce outputs in that order too."""
+    for param in model.parameters():
+        if param.dim() == 5:
+            param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
+        elif param.dim() == 4:
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
+class SpatialConvAs2d(nn.Module):
+    """A ``1 x kh x kw`` ``nn.Conv3d`` computed as a 2D conv over the ``B * D`` slices.
+
+    Input ``(B, C, D, H, W)`` -> output ``(B, C_out, D, H', W')``, the same values as the
+    wrapped conv (same weight). In ``channels_last_3d`` memory order the fold to
+    ``(B * D, C, H, W)`` and back is a view; in NCDHW it copies.
+    """
+
+    def __init__(self, conv: nn.Conv3d) -> None:
+        super().__init__()
+        assert conv.kernel_size[0] == 1 and conv.stride[0] == 1 and conv.padding[0] == 0
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, d, h, w = x.shape
+        conv = self.conv
+        y = F.conv2d(x.transpose(1, 2).reshape(b * d, c, h, w), conv.weight.squeeze(2),
+                     conv.bias, conv.stride[1:], conv.padding[1:], conv.dilation[1:],
+                     conv.groups)
+        return y.reshape(b, d, *y.shape[1:]).transpose(1, 2)
+
+
+class HalfGroupNorm(nn.Module):
+    """``nn.GroupNorm`` that, under autocast, normalises a 16-bit input in 16 bits
+    (statistics accumulated in float32 by torch's kernel) instead of CUDA autocast's float32
+    GroupNorm."""
+
+    def __init__(self, norm: nn.GroupNorm) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.norm
+        if x.dtype not in (torch.float16, torch.bfloat16) or not torch.is_autocast_enabled(
+                x.device.type):
+            return norm(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.group_norm(x, norm.num_groups, norm.weight.to(x.dtype),
+                                norm.bias.to(x.dtype), norm.eps)
+
+
+def replace_modules(model: nn.Module, match: Callable[[nn.Module], bool],
+                    wrap: Callable[[nn.Module], nn.Module]) -> int:
+    """Replace every submodule for which ``match`` holds by ``wrap(submodule)``; returns
+    how many were replaced."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if match(child):
+                setattr(parent, name, wrap(child))
+                count += 1
+    return count
+
+
+def apply_variant(variant: str, model: nn.Module, x: torch.Tensor
+                  ) -> Tuple[nn.Module, torch.Tensor]:
+    """The model and input of ``variant`` (see ``VARIANTS``; ``with-cp`` is set when the
+    model is built, the cuDNN switch around the timing)."""
+    if variant in ('channels-last', 'fold-spatial'):
+        model = to_channels_last(model)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+    if variant == 'fold-spatial':
+        replace_modules(model, lambda m: isinstance(m, nn.Conv3d) and m.kernel_size[0] == 1
+                        and m.kernel_size[1:] != (1, 1) and m.stride[0] == 1,
+                        SpatialConvAs2d)
+    if variant == 'half-norm':
+        replace_modules(model, lambda m: isinstance(m, nn.GroupNorm), HalfGroupNorm)
+    if variant == 'compile':
+        model = torch.compile(model)
+    return model, x
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark = enabled`` inside the block."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
 
 
 class Runner:
@@ -142,18 +263,19 @@ class Runner:
         return time.perf_counter() - t0
 
 
-def time_models(args, models, mode_backward: bool) -> Dict[str, Dict]:
-    """Interleaved rounds over all models; returns per-model timing stats."""
-    from mp3d_mmdet.models.backbones.slice_ops import set_conv_impl
+def time_models(args, models, mode_backward: bool, variant: str = 'default'
+                ) -> Dict[str, Dict]:
+    """Interleaved rounds over all models under ``variant``; returns per-model timing
+    stats (``times`` in seconds, ``peak_mb`` on CUDA)."""
     device = torch.device(args.device)
     runners, stats = {}, {}
     for name, (builder, shape) in models.items():
         model = builder()  # default torch init: timing does not depend on the values
-        set_conv_impl(model, args.conv_impl)
         model.to(device)
         x = torch.randn(shape, device=device)
         if name == 'resnet50-cl':
             x = x.contiguous(memory_format=torch.channels_last)
+        model, x = apply_variant(variant, model, x)
         runners[name] = Runner(model, x, mode_backward, args.amp)
         stats[name] = dict(times=[], peak_mb=None)
     # warm-up, with peak memory measured per model on CUDA
@@ -191,77 +313,6 @@ def print_table(title: str, stats, gmacs: Dict[str, float], ref: str) -> None:
               f'{rel} | {peak} |')
 
 
-def _time_call(fn: Callable[[], object], args, device: torch.device) -> float:
-    """Best of ``args.repeats`` calls after ``args.warmup``, in ms."""
-    ts = []
-    for i in range(args.warmup + args.repeats):
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            ts.append(time.perf_counter() - t0)
-    return min(ts) * 1e3
-
-
-def conv_micro(args) -> None:
-    """Time each pseudo-3D conv kind under every SliceConv3d route, then whole MP3D."""
-    from mp3d_mmdet.models.backbones.slice_ops import (SliceConv3d, set_conv_impl,
-                                                       to_slice_layout)
-    device = torch.device(args.device)
-    h, w = args.shape
-    n = args.num_slices
-    impls = ('conv3d', 'fold2d', 'fold2d_gemm')
-    print(f'\nper-conv forward, ms (best of {args.repeats}); input (1, C, {n}, H, W) in '
-          'channels_last_3d order, "conv3d NCDHW" on a contiguous input:')
-    print('| conv | input | conv3d NCDHW | ' + ' | '.join(impls) + ' | fastest |')
-    print('|---|---|---|' + '---|' * len(impls) + '---|')
-    for stage, (c, div) in enumerate([(64, 4), (128, 8), (256, 16), (512, 32)]):
-        size = (1, c, n, h // div, w // div)
-        for label, kw in (('S 1x3x3', dict(kernel_size=(1, 3, 3), padding=(0, 1, 1))),
-                          ('T 3x1x1', dict(kernel_size=(3, 1, 1), padding=(1, 0, 0))),
-                          ('1x1x1 x4', dict(kernel_size=1))):
-            cout = 4 * c if label.startswith('1x1x1') else c
-            conv = SliceConv3d(c, cout, bias=False, **kw).to(device)
-            x = torch.randn(size, device=device)
-            x_cl = to_slice_layout(x)
-            res = {}
-            with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16,
-                                                 enabled=args.amp):
-                conv.impl = 'conv3d'
-                res['conv3d NCDHW'] = _time_call(lambda: conv(x), args, device)
-                for impl in impls:
-                    conv.impl = impl
-                    res[impl] = _time_call(lambda: conv(x_cl), args, device)
-            best = min(res, key=res.get)
-            cells = ' | '.join(f'{res[k]:.1f}' for k in ['conv3d NCDHW', *impls])
-            print(f'| stage{stage + 1} {label} | {c}x{n}x{h // div}x{w // div} | {cells} '
-                  f'| {best} |', flush=True)
-    from mmdet.registry import MODELS
-    model = MODELS.build(dict(type='MP3DResNet', num_slices=n,
-                              norm_cfg=norm_cfg(args.norm, 3)))
-    model.to(device).eval()
-    x = torch.randn(1, n, h, w, device=device)
-    runner = Runner(model, x, False, args.amp)
-    times = {impl: [] for impl in ('conv3d', 'fold2d', 'fold2d_gemm')}
-    for impl in times:
-        set_conv_impl(model, impl)
-        for _ in range(args.warmup):
-            runner.step()
-    for _ in range(args.repeats):
-        for impl in times:
-            set_conv_impl(model, impl)
-            times[impl].append(runner.step())
-    auto = 'fold2d_gemm' if device.type == 'cpu' else 'conv3d'
-    print(f'\nwhole MP3D-63 forward, {n} x {h} x {w}, {args.repeats} interleaved rounds '
-          f"('auto' = {auto} on {device.type}):")
-    print('| impl | best ms | median ms |\n|---|---|---|')
-    for k, v in times.items():
-        print(f'| {k} | {min(v) * 1e3:.0f} | {statistics.median(v) * 1e3:.0f} |')
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     import mp3d_mmdet  # noqa: F401  (registers the models)
@@ -277,28 +328,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             malloc = 'retain freed memory' if retain_freed_cpu_memory() \
                 else 'default glibc (retain not available)'
     if args.device == 'cuda':
-        torch.backends.cudnn.benchmark = True
         dev_name = torch.cuda.get_device_name()
     else:
         dev_name = f'CPU, {torch.get_num_threads()} threads'
     print(f'torch {torch.__version__}; device: {dev_name}; amp: {args.amp}; malloc: '
-          f'{malloc}; norm: {args.norm}; conv impl: {args.conv_impl}')
+          f'{malloc}; norm: {args.norm}')
     torch.manual_seed(0)
-    if args.conv_micro:
-        conv_micro(args)
-        return 0
     models = build_models(args)
     gmacs = {k: count_gmacs(b, s) for k, (b, s) in models.items()}
-    h, w = args.shape
-    print(f'inputs: 3D models and 3DCE (1, {args.num_slices}, {h}, {w}); ResNet-50 '
-          f'(1, 3, {h}, {w}); {args.warmup} warm-up + {args.repeats} timed rounds')
+    b, n, (h, w) = args.batch_size, args.num_slices, args.shape
+    print(f'inputs: 3D models and 3DCE ({b}, {n}, {h}, {w}); ResNet-50 ({b}, 3, {h}, {w}); '
+          f'{args.warmup} warm-up + {args.repeats} timed rounds')
     ref = 'resnet50' if 'resnet50' in models else next(iter(models))
     modes = [False, True] if args.backward else [False]
-    for backward in modes:
-        label = 'forward + backward (train mode)' if backward else 'forward (eval, no grad)'
-        print(f'\n== {label}')
-        stats = time_models(args, models, backward)
-        print_table(f'{label}, {h} x {w}:', stats, gmacs, ref)
+    tables: List[Dict] = []
+    for variant in args.variants:
+        if variant != 'default':
+            print(f'\n=== variant {variant}: {VARIANTS[variant]}')
+        variant_models = build_models(args, with_cp=True) if variant == 'with-cp' else models
+        for backward in modes:
+            label = ('forward + backward (train mode)' if backward
+                     else 'forward (eval, no grad)')
+            print(f'\n== {label}')
+            with cudnn_benchmark(args.device == 'cuda' and variant != 'no-cudnn-benchmark'):
+                stats = time_models(args, variant_models, backward, variant)
+            title = f'{label}, {b} x {h} x {w}' + (
+                '' if variant == 'default' else f', variant {variant}') + ':'
+            print_table(title, stats, gmacs, ref)
+            tables.append(dict(variant=variant, mode='train' if backward else 'eval', rows={
+                name: dict(gmacs=gmacs[name], best_ms=min(st['times']) * 1e3,
+                           median_ms=statistics.median(st['times']) * 1e3,
+                           peak_mib=st['peak_mb']) for name, st in stats.items()}))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(torch=torch.__version__, device=dev_name, amp=args.amp,
+                           batch_size=b, num_slices=n, shape=[h, w], norm=args.norm,
+                           warmup=args.warmup, repeats=args.repeats, tables=tables), f,
+                      indent=1)
+        print(f'\nwrote {args.json}')
     return 0
 
 

@@ -14,11 +14,12 @@ Models (all share the demo's FPN width, heads, input scale, schedule and seed):
 
 * ``mp3d_9slices``: ``configs/mp3d_fpn_synthetic_demo.py`` as is;
 * ``2d_key_slice``: mmdet's 2D ResNet-50 layout at the same base width (16) and group norm,
-  one input channel: the key slice alone (``LoadCTSlices(num_slices=1)``);
+  one input channel: the key slice alone (``num_slices = 1``);
 * ``3dce_9slices``: ``ResNet3DCE`` over 3 groups of 3 slices with the same 2D ResNet.
 
 Data: the demo's set in ``work_dirs/demo/data`` (``make_synthetic_deeplesion.py --preset demo
---reuse``, as ``tools/demo.sh`` runs it: kept when its recipe matches, written anew otherwise). Work dirs: ``work_dirs/context_benefit/<model>``. About 11 (MP3D) and 7 (2D) minutes
+--reuse``, as ``tools/demo.sh`` runs it: kept when its recipe matches, written anew
+otherwise). Work dirs: ``work_dirs/context_benefit/<model>``. About 11 (MP3D) and 7 (2D) minutes
 on 2 CPU cores.
 """
 import argparse
@@ -50,26 +51,23 @@ def _variant_config(name: str, work_dir: str) -> str:
     if name == '2d_key_slice':
         resnet = _RESNET_2D.replace("type='ResNet'", "_delete_=True, type='ResNet', in_channels=1")
         return head + f"""
-train_pipeline = _base_.train_pipeline
-train_pipeline[0].num_slices = 1
-test_pipeline = _base_.test_pipeline
-test_pipeline[0].num_slices = 1
+num_slices = 1
 model = dict(backbone={resnet}, neck={_FPN})
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 """
     if name == '3dce_9slices':
         return head + f"""
-model = dict(backbone=dict(_delete_=True, type='ResNet3DCE', num_slices=9, slices_per_group=3,
+model = dict(backbone=dict(_delete_=True, type='ResNet3DCE', slices_per_group=3,
                            resnet={_RESNET_2D}),
              neck={_FPN})
 """
     raise ValueError(f'unknown model {name!r}')
 
 
+DATA_ROOT = osp.join(REPO, 'work_dirs', 'demo', 'data')
+
+
 def _run(cmd: List[str], log_path: str) -> None:
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    env = dict(os.environ, PYTHONUNBUFFERED='1', DEEPLESION_ROOT=DATA_ROOT)
     with open(log_path, 'w') as log:
         proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
@@ -94,6 +92,8 @@ def train_and_test(name: str, out_root: str) -> Dict[str, float]:
     _run([mim, 'test', 'mmdet', config, '--checkpoint', checkpoint, '--out', predictions],
          osp.join(work_dir, 'test.log'))
     summary_path = osp.join(work_dir, 'froc.json')
+    if osp.exists(summary_path):
+        os.remove(summary_path)  # the summary of an earlier run
     _run([sys.executable, osp.join(REPO, 'tools', 'eval_froc.py'), predictions,
           '--summary', summary_path, '--no-breakdowns'], osp.join(work_dir, 'eval.log'))
     with open(summary_path) as f:
@@ -108,9 +108,8 @@ def main(argv: List[str]) -> int:
     parser.add_argument('--out', default=osp.join(REPO, 'work_dirs', 'context_benefit'))
     args = parser.parse_args(argv)
 
-    data_root = osp.join(REPO, 'work_dirs', 'demo', 'data')
     subprocess.run([sys.executable, osp.join(REPO, 'tools', 'make_synthetic_deeplesion.py'),
-                    '--out', data_root, '--preset', 'demo', '--seed', '0', '--reuse'], check=True)
+                    '--out', DATA_ROOT, '--preset', 'demo', '--seed', '0', '--reuse'], check=True)
     names = ['mp3d_9slices', '2d_key_slice'] + (['3dce_9slices'] if args.with_3dce else [])
     results = {name: train_and_test(name, args.out) for name in names}
 

@@ -4,7 +4,7 @@ For every sample of the training split, measured side by side in one run (after 
 pass so that both read from the page cache):
 
 * ``sample``: ``dataset[i]`` with the paper's training pipeline
-  (:func:`mp3d_mmdet.datasets.deeplesion_train_pipeline`, = the config's) -- LoadCTSlices
+  (``train_pipeline`` of ``configs/mp3d_fpn_deeplesion_2x.py``) -- LoadCTSlices
   (decode + interpolate + clip/scale), LoadAnnotations, RandomChoiceResize {448, 512, 576}
   with SliceWiseResize, the flips, PackDetInputs -- i.e. what one dataloader worker does per
   sample;
@@ -40,9 +40,12 @@ import numpy as np
 import torch
 from mmengine.registry import init_default_scope
 
-from mp3d_mmdet.datasets import (DeepLesionDataset, deeplesion_train_pipeline,
-                                 make_synthetic_deeplesion)
+from mp3d_mmdet.datasets import DeepLesionDataset, make_synthetic_deeplesion
 from mp3d_mmdet.datasets.transforms import LoadCTSlices
+from mp3d_mmdet.utils.config import load_config
+
+PAPER_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'configs',
+                        'mp3d_fpn_deeplesion_2x.py')
 
 # MP3D FPN, 9 slices, 512 x 512: 248.93 "GFLOPs" per forward pass (paper, Table 2) -- in
 # the paper's convention, which counts a multiply-add as one operation (see
@@ -100,7 +103,8 @@ def main() -> None:
                                       image_size=args.image_size, progress=False)
             print(f'generated {data_root} ({args.image_size} px, {args.num_patients} patients) '
                   f'in {time.perf_counter() - start:.1f} s')
-        pipeline = deeplesion_train_pipeline(num_slices=args.num_slices)
+        pipeline = load_config(PAPER_CONFIG, {'num_slices': args.num_slices}
+                               ).to_dict()['train_pipeline']
         dataset = DeepLesionDataset(data_root=data_root, split='train', exclude_noisy=False,
                                     pipeline=pipeline)
         mmdet_resize = copy.deepcopy(pipeline)
@@ -108,7 +112,7 @@ def main() -> None:
         mmdet_resize[2]['resize_type'] = 'Resize'
         dataset_mmdet_resize = DeepLesionDataset(data_root=data_root, split='train',
                                                  exclude_noisy=False, pipeline=mmdet_resize)
-        loader = LoadCTSlices(num_slices=args.num_slices)
+        loader = LoadCTSlices(**{k: v for k, v in pipeline[0].items() if k != 'type'})
         indices = list(range(min(len(dataset), args.max_samples)))
         infos = [dataset.get_data_info(i) for i in indices]
         files = [unique_files(loader(copy.deepcopy(info))['slice_paths']) for info in infos]

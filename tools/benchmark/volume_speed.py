@@ -34,7 +34,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mp3d_mmdet.apis import (VolumeLesionDetector, link_slice_detections,  # noqa: E402
                              measure_lesion_candidates, plan_in_plane_resize, read_ct_volume)
-from mp3d_mmdet.datasets.transforms.slice_sampling import \
+from mp3d_mmdet.datasets.slice_sampling import \
     sample_slices_from_volume  # noqa: E402
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))

@@ -1,12 +1,15 @@
 # DeepLesion, read straight from the official release (DL_info.csv + Images_png/).
 # The data root is set here, once. Override it without editing files with either
-#   DEEPLESION_ROOT=/path/to/DeepLesion/ mim train mmdet CONFIG
+#   DEEPLESION_ROOT=/path/to/DeepLesion mim train mmdet CONFIG     (trailing slash optional)
 # or --cfg-options train_dataloader.dataset.data_root=... val_dataloader.dataset.data_root=...
 #                  test_dataloader.dataset.data_root=...
-data_root = '{{$DEEPLESION_ROOT:data/DeepLesion/}}'
+data_root = '{{$DEEPLESION_ROOT:data/DeepLesion}}'.rstrip('/') + '/'
 dataset_type = 'DeepLesionDataset'
-# The paper: 9 slices at a 2.5 mm interval, HU clipped to [-1024, 1050].
-num_slices = 9
+
+# The N-slice input, set once: every LoadCTSlices below takes these top-level values and the
+# slice count (`num_slices`, set in _base_/models/mp3d_fpn.py: the backbone and the neck
+# adapter take it too) -- mp3d_mmdet/utils/config.py; a place that sets its own value must
+# agree. The paper: 9 slices at a 2.5 mm interval, HU clipped to [-1024, 1050].
 slice_interval = 2.5
 hu_window = (-1024, 1050)
 
@@ -16,8 +19,7 @@ meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'fl
 train_pipeline = [
     # flip_slice_order_prob > 0 reverses the slice order at random (an augmentation the
     # paper does not use).
-    dict(type='LoadCTSlices', num_slices=num_slices, slice_interval=slice_interval,
-         hu_window=hu_window, flip_slice_order_prob=0.0),
+    dict(type='LoadCTSlices', flip_slice_order_prob=0.0),
     dict(type='LoadAnnotations', with_bbox=True),
     # The paper's augmentation: multi-scale {448, 512, 576}, horizontal and vertical flips.
     # SliceWiseResize = mmdet's Resize, resizing the N slices plane by plane so that the image
@@ -33,8 +35,7 @@ train_pipeline = [
 # Evaluation reads the ground truth (original-image boxes and per-lesion metadata) from
 # `instances` in the metadata, so the test pipeline loads no annotations.
 test_pipeline = [
-    dict(type='LoadCTSlices', num_slices=num_slices, slice_interval=slice_interval,
-         hu_window=hu_window),
+    dict(type='LoadCTSlices'),
     dict(type='SliceWiseResize', scale=(512, 512), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys=meta_keys),
 ]

@@ -3,23 +3,22 @@
 # for one class ('lesion'). 45,156,437 parameters with 9 slices (paper: 45.16 M); see
 # docs/model_complexity.md (tools/analysis/complexity.py).
 #
-# Slice count: the input has N slices as N channels. It appears in three places that must
-# agree: the data pipeline (LoadCTSlices num_slices), model.backbone.num_slices and
-# model.neck[0].num_slices (the GTM). Any odd N >= 3; a mismatch raises a ValueError naming
-# both values at the first forward pass. E.g. in an experiment config:
-#     slice_neck = _base_.model.neck
-#     slice_neck[0].num_slices = 5
-#     model = dict(backbone=dict(num_slices=5), neck=slice_neck)
+# Slice count: the input has N slices as N channels. The backbone, the GTM and every loader
+# take N from the top-level `num_slices` below, so an experiment changes it in one line --
+# `num_slices = 5` in a child config, or `--cfg-options num_slices=5`; the GTM gets the
+# backbone's output depths (mp3d_mmdet/utils/config.py; the runner and the plugin's tools
+# resolve it when they read a config).
 # Variants by overriding keys:
-#   MR3D FPN (full 3D):   model = dict(backbone=dict(conv_type='3d'))   (or type='MR3DResNet')
-#   CTM instead of GTM:   slice_neck[0] = dict(type='CenterSliceTransform', num_slices=9)
-#   isotropic pooling:    backbone=dict(slice_pooling='isotropic') and neck[0].num_slices =
-#                         mp3d_mmdet.models.backbones.slice_depths(9, 'isotropic') = [5, 3, 2, 1]
+#   MR3D FPN (full 3D):   model = dict(backbone=dict(type='MR3DResNet', conv_type='3d'))
+#   CTM instead of GTM:   slice_neck = _base_.model.neck
+#                         slice_neck[0] = dict(type='CenterSliceTransform')
+#   isotropic pooling:    model = dict(backbone=dict(slice_pooling='isotropic'))  (the GTM then
+#                         fuses [5, 3, 2, 1] slices per level for 9 input slices)
 #   2D-inflated init:     backbone=dict(init_cfg=dict(type='Inflated2DPretrained',
 #                                                     checkpoint='torchvision://resnet50'))
-# (The slice count is written out below rather than as a top-level variable: the dataset
-# base config already defines `num_slices`, and mmengine forbids duplicate keys across bases.)
 _base_ = 'mmdet::_base_/models/faster-rcnn_r50_fpn.py'
+
+num_slices = 9  # the paper's 9 slices
 
 model = dict(
     # The loader stacks the N slices (HU mapped to [0, 255]) as N channels: one mean/std
@@ -34,7 +33,6 @@ model = dict(
         _delete_=True,
         type='MP3DResNet',
         depth=50,  # MP3D-63: stages [3, 4, 6, 3], P3D-A/B/C cycling by block index
-        num_slices=9,
         conv_type='p3d',
         slice_pooling='none',
         out_indices=(0, 1, 2, 3),
@@ -45,7 +43,7 @@ model = dict(
         norm_eval=False,
         init_cfg=None),
     neck=[
-        dict(type='GroupTransform', in_channels=[256, 512, 1024, 2048], num_slices=9),
+        dict(type='GroupTransform', in_channels=[256, 512, 1024, 2048]),
         dict(type='FPN', in_channels=[256, 512, 1024, 2048], out_channels=256, num_outs=5),
     ],
     rpn_head=dict(

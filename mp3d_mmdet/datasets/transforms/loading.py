@@ -1,7 +1,7 @@
 """Loading of the N-slice CT input of one DeepLesion key slice from the release's PNG files."""
 import os.path as osp
 import struct
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -9,10 +9,10 @@ from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 
 from ...utils.cpu_memory import retain_freed_cpu_memory
-from ...utils.ct_spacing import ct_spacing_problem
+from ...utils.validation import check_hu_window, check_num_slices, ct_spacing_problem
 from ..dl_info import slice_file_name
-from .slice_sampling import (DEFAULT_HU_WINDOW, DEFAULT_OUT_RANGE, PNG_HU_OFFSET, SlicePlan,
-                             assemble_slices, neighbour_sampling_plan)
+from ..slice_sampling import (DEFAULT_HU_WINDOW, DEFAULT_OUT_RANGE, PNG_HU_OFFSET, SlicePlan,
+                              assemble_slices, neighbour_sampling_plan)
 
 __all__ = ['LoadCTSlices', 'read_uint16_png', 'read_png_size', 'check_image_size']
 
@@ -31,10 +31,10 @@ def read_uint16_png(path: str) -> np.ndarray:
         ValueError: the file cannot be decoded (corrupt / not an image), or is not a
             single-channel 16-bit image.
     """
+    if not osp.isfile(path):  # checked first: OpenCV would also print its own warning
+        raise FileNotFoundError(f'CT slice file not found: {path}')
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'CT slice file not found: {path}')
         raise ValueError(f'cannot decode CT slice {path}: corrupt or not an image file')
     if image.dtype != np.uint16:
         raise ValueError(f'CT slice {path} is {image.dtype}, expected a 16-bit PNG (uint16, '
@@ -94,19 +94,19 @@ class LoadCTSlices(BaseTransform):
     ``N // 2``), in increasing slice-file order; each is linearly interpolated between the
     two nearest real slices of the series, and a missing slice file falls back to the
     nearest available slice between it and the key slice (rule and maths in
-    :mod:`mp3d_mmdet.datasets.transforms.slice_sampling`, shared with whole-volume
+    :mod:`mp3d_mmdet.datasets.slice_sampling`, shared with whole-volume
     inference). HU (``png - 32768``) are clipped to ``hu_window`` and scaled linearly to
     ``out_range`` (default -1024 HU -> 0.0, 1050 HU -> 255.0). Every PNG file is decoded once
     per call.
 
     Required keys: ``img_path`` (key slice PNG), ``series_dir``, ``key_slice``,
     ``slice_interval`` (mm, within the plausible CT range of
-    :mod:`mp3d_mmdet.utils.ct_spacing`) -- as produced by :class:`DeepLesionDataset`. Where
+    :mod:`mp3d_mmdet.utils.validation`) -- as produced by :class:`DeepLesionDataset`. Where
     ``width`` and ``height`` are given (the annotation's ``Image_size``), the key slice must
     have that size.
 
     Added keys: ``img`` (float32 ``(H, W, N)``, a view of a contiguous ``(N, H, W)`` array:
-    see :func:`~mp3d_mmdet.datasets.transforms.slice_sampling.assemble_slices`; resize it
+    see :func:`~mp3d_mmdet.datasets.slice_sampling.assemble_slices`; resize it
     with :class:`~mp3d_mmdet.datasets.transforms.SliceWiseResize` to keep that layout),
     ``img_shape`` and ``ori_shape`` (``(H, W)``),
     ``slice_paths`` (list of ``N`` ``(lower_path, upper_path)`` files mixed into each channel),
@@ -114,7 +114,8 @@ class LoadCTSlices(BaseTransform):
     (bool).
 
     Args:
-        num_slices (int): ``N``, odd. Defaults to 9 (the paper).
+        num_slices (int): ``N``, odd (the paper: 9). Required (configs set it at their top
+            level: see :mod:`mp3d_mmdet.utils.config`).
         slice_interval (float): channel spacing in mm. Defaults to 2.5 (the paper).
         hu_window (Sequence[float]): HU clip window. Defaults to (-1024, 1050) (the paper).
         out_range (Sequence[float]): output value range of the window. Defaults to (0, 255).
@@ -129,20 +130,17 @@ class LoadCTSlices(BaseTransform):
     """
 
     def __init__(self,
-                 num_slices: int = 9,
+                 num_slices: Optional[int] = None,
                  slice_interval: float = 2.5,
                  hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
                  out_range: Sequence[float] = DEFAULT_OUT_RANGE,
                  flip_slice_order_prob: float = 0.0,
                  retain_freed_memory: bool = True) -> None:
-        if not isinstance(num_slices, int) or num_slices < 1 or num_slices % 2 == 0:
-            raise ValueError(f'num_slices must be an odd positive integer, got {num_slices!r}')
-        if not slice_interval > 0:
-            raise ValueError(f'slice_interval must be > 0 mm, got {slice_interval!r}')
-        if len(hu_window) != 2 or not hu_window[1] > hu_window[0]:
-            raise ValueError(f'hu_window must be (low, high) with high > low, got {hu_window!r}')
-        if len(out_range) != 2 or not out_range[1] > out_range[0]:
-            raise ValueError(f'out_range must be (low, high) with high > low, got {out_range!r}')
+        num_slices = check_num_slices(num_slices, owner='LoadCTSlices')
+        problem = ct_spacing_problem(slice_interval=slice_interval)
+        if problem:
+            raise ValueError(f'LoadCTSlices: {problem}')
+        check_hu_window(hu_window, out_range, owner='LoadCTSlices')
         if not 0.0 <= flip_slice_order_prob <= 1.0:
             raise ValueError('flip_slice_order_prob must be in [0, 1], got '
                              f'{flip_slice_order_prob!r}')

@@ -20,6 +20,7 @@ from mmdet.registry import TRANSFORMS
 
 __all__ = ['MultiChannelPad']
 
+
 @TRANSFORMS.register_module()
 class MultiChannelPad(Pad):
     """mmdet ``Pad`` that works for ``(H, W, N)`` images with any ``N``.

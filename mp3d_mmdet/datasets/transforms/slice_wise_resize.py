@@ -2,7 +2,7 @@
 
 :class:`~mp3d_mmdet.datasets.transforms.LoadCTSlices` returns its ``(H, W, N)`` image as a view
 of a C-contiguous ``(N, H, W)`` array
-(:func:`~mp3d_mmdet.datasets.transforms.slice_sampling.is_channel_planar`). mmdet's ``Resize``
+(:func:`~mp3d_mmdet.datasets.slice_sampling.is_channel_planar`). mmdet's ``Resize``
 hands that view to ``cv2.resize``, which first copies it into interleaved ``(H, W, N)`` order
 and returns an interleaved image, which ``PackDetInputs`` must transpose back into an
 ``(N, H, W)`` tensor: two full copies per sample that do nothing but move channels around.
@@ -29,7 +29,7 @@ from mmcv.image.geometric import cv2_interp_codes
 from mmdet.datasets.transforms import Resize
 from mmdet.registry import TRANSFORMS
 
-from .slice_sampling import is_channel_planar
+from ..slice_sampling import is_channel_planar
 
 __all__ = ['SliceWiseResize']
 
@@ -46,9 +46,9 @@ class SliceWiseResize(Resize):
     ``RandomChoiceResize(resize_type='SliceWiseResize')``. Arguments, required and modified
     keys are those of :class:`mmdet.datasets.transforms.Resize`.
 
-    Input ``img``: ``(H, W, N)`` of any dtype mmdet's ``Resize`` takes. Output ``img``: ``(h, w, N)``
-    with ``(w, h)`` = mmdet's target size; channel-planar if the input was (the input itself
-    when ``(h, w) == (H, W)``), mmdet's interleaved result otherwise.
+    Input ``img``: ``(H, W, N)`` of any dtype mmdet's ``Resize`` takes. Output ``img``:
+    ``(h, w, N)`` with ``(w, h)`` = mmdet's target size; channel-planar if the input was (the
+    input itself when ``(h, w) == (H, W)``), mmdet's interleaved result otherwise.
     """
 
     def _resize_img(self, results: dict) -> None:

@@ -11,7 +11,7 @@ to continue from. With ``max_keep_ckpts=1`` every save opens that window.
 order on a local disk:
 
 1. the new checkpoint is written completely (the runner's ``save_checkpoint``;
-   :class:`~mp3d_mmdet.utils.DeviceAwareRunner` writes it to a hidden ``.partial`` file and
+   :class:`~mp3d_mmdet.engine.DeviceAwareRunner` writes it to a hidden ``.partial`` file and
    renames it into place);
 2. ``last_checkpoint`` is replaced atomically to name it;
 3. only then are the checkpoints it supersedes deleted (the oldest kept one, the previous

@@ -12,6 +12,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ...structures.boxes import as_boxes
+
 __all__ = ['coco_ap']
 
 
@@ -44,8 +46,8 @@ def coco_ap(boxes_per_image: Sequence[np.ndarray],
     images, gt_anns, dt_anns = [], [], []
     max_dets = 0
     for image_id, (boxes, gts) in enumerate(zip(boxes_per_image, gts_per_image), start=1):
-        boxes = _as_rows(boxes, 5, f'boxes_per_image[{image_id - 1}]')
-        gts = _as_rows(gts, 4, f'gts_per_image[{image_id - 1}]')
+        boxes = as_boxes(boxes, f'boxes_per_image[{image_id - 1}]', columns=5)
+        gts = as_boxes(gts, f'gts_per_image[{image_id - 1}]')
         images.append({'id': image_id})
         max_dets = max(max_dets, len(boxes))
         # [x1, y1, w, h]; annotation ids start at 1 (COCOeval uses 0 for "unmatched")
@@ -82,13 +84,3 @@ def coco_ap(boxes_per_image: Sequence[np.ndarray],
     precision = evaluator.eval['precision'][0, :, 0, 0, -1]
     valid = precision > -1
     return float(precision[valid].mean()) if valid.any() else 0.0
-
-
-def _as_rows(array: np.ndarray, num_cols: int, name: str) -> np.ndarray:
-    """``array`` as ``(k, num_cols)`` float64; any empty input gives ``(0, num_cols)``."""
-    array = np.asarray(array, dtype=np.float64)
-    if array.size == 0:
-        return array.reshape(0, num_cols)
-    if array.ndim != 2 or array.shape[1] != num_cols:
-        raise ValueError(f'{name} must have shape (k, {num_cols}), got {array.shape}')
-    return array

@@ -1,8 +1,8 @@
 """Free-response ROC (FROC) of lesion detections, the DeepLesion protocol, vectorised.
 
 The protocol is that of the evaluation code shared by 3DCE, MULAN and AlignShift
-(``sens_at_FP``/``FROC`` there); :mod:`.froc_reference` spells it out as a plain loop and is
-the readable specification this module is tested against. In short:
+(``sens_at_FP``/``FROC`` there); ``tests/froc_reference.py`` spells it out as a plain loop
+and is the readable specification this module is tested against. In short:
 
 1. All detections of all images are ranked together by descending score. Ties keep the input
    order (images in list order, detections in array order): the sort is stable.
@@ -38,7 +38,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .box_iou import iou_from_columns
+from ...structures.boxes import as_boxes, iou_from_columns
 
 __all__ = [
     'DEFAULT_FPS', 'FROCCurve', 'froc_curve', 'interpolate_sensitivity',
@@ -338,7 +338,8 @@ def _overlapping_pairs(dets: np.ndarray, det_image: np.ndarray, gts: np.ndarray,
     pair_det, pair_gt = pair_det[candidate], pair_gt[candidate]
     iou = iou_from_columns(ax1[candidate], dets[1].take(pair_det), ax2[candidate],
                            dets[3].take(pair_det), bx1[candidate], gts[1].take(pair_gt),
-                           bx2[candidate], gts[3].take(pair_gt), legacy_plus_one)
+                           bx2[candidate], gts[3].take(pair_gt),
+                           legacy_plus_one=legacy_plus_one)
     keep = iou >= iou_thr
     return pair_det[keep], pair_gt[keep]
 
@@ -379,32 +380,11 @@ def _concat_per_image(arrays: Sequence[np.ndarray], num_cols: int,
         box: contiguous coordinate rows make the vectorised IoU fast) and the ``(num_images,)``
         int64 counts ``k_i``.
     """
-    layout = '[x1, y1, x2, y2, score]' if num_cols == 5 else '[x1, y1, x2, y2]'
-    parts = []
-    for i, array in enumerate(arrays):
-        if not isinstance(array, np.ndarray):
-            array = np.asarray(array, dtype=np.float64)
-        if array.ndim == 2 and array.shape[1] == num_cols:
-            parts.append(array.T)
-        elif array.size == 0:
-            parts.append(np.zeros((num_cols, 0)))
-        else:
-            raise ValueError(f'{arg_name}[{i}] must have shape (k, {num_cols}) {layout}, got '
-                             f'{array.shape}')
+    parts = [as_boxes(array, f'{arg_name}[{i}]', num_cols).T for i, array in enumerate(arrays)]
     counts = np.fromiter((part.shape[1] for part in parts), dtype=np.int64, count=len(parts))
     rows = (np.concatenate(parts, axis=1, dtype=np.float64) if parts else
             np.zeros((num_cols, 0)))
-    if not np.isfinite(rows).all():
-        bad, bad_what = ~np.isfinite(rows).all(axis=0), 'a non-finite value'
-    elif (rows[2] < rows[0]).any() or (rows[3] < rows[1]).any():
-        bad = (rows[2] < rows[0]) | (rows[3] < rows[1])
-        bad_what = 'an inverted box (x2 < x1 or y2 < y1)'
-    else:
-        return rows, counts
-    box = int(np.argmax(bad))
-    image = int(np.searchsorted(np.cumsum(counts), box, side='right'))
-    raise ValueError(f'{arg_name}[{image}] has {bad_what} in row '
-                     f'{box - int(counts[:image].sum())}: {rows[:, box].tolist()}')
+    return rows, counts
 
 
 def _check_fps(fps: Sequence[float]) -> np.ndarray:

@@ -18,7 +18,12 @@ How the breakdowns are computed (each follows the released code that published i
   interval of its image: the ground truth is filtered, all images and detections are kept
   (the rule the DeepLesion authors prescribe for every breakdown). AlignShift instead splits
   the images (each subset with its own images, detections and FP count); that is not done.
-* A subset without lesions gets NaN values (and a warning); nothing is dropped silently.
+* A subset without lesions gets NaN values (one warning names all such subsets); nothing is
+  dropped silently.
+
+What is logged: the whole report (every subset) once per evaluation as a table, and the
+headline metrics -- sensitivities, their mean, mAP -- as the metrics mmengine logs on one
+line and records (``breakdown_metrics=True`` returns the subsets' values as metrics too).
 
 Multi-process evaluation: each rank keeps one record of plain NumPy arrays per image
 (:mod:`.froc_records`); mmengine gathers them (``collect_device`` 'cpu' or 'gpu'), rank 0
@@ -37,18 +42,14 @@ from mmengine.logging import MMLogger, print_log
 from terminaltables import AsciiTable
 
 from mmdet.registry import METRICS
+from ...datasets.dl_info import LESION_TYPE_NAMES
 from ..functional.coco_ap import coco_ap
 from ..functional.froc import DEFAULT_FPS, FROCCurve, lesion_subset_froc_curves
 from ..functional.froc_plot import plot_froc_curves
 from .froc_records import dump_records_json, record_from_data_sample
 
-__all__ = ['FROCMetric', 'DEEPLESION_LESION_TYPES', 'SIZE_SUBSETS_MM', 'SLICE_INTERVAL_THR_MM']
+__all__ = ['FROCMetric', 'SIZE_SUBSETS_MM', 'SLICE_INTERVAL_THR_MM']
 
-#: DeepLesion ``Coarse_lesion_type`` code -> name (metric keys ``type_<name>/...``).
-DEEPLESION_LESION_TYPES: Dict[int, str] = OrderedDict([
-    (1, 'bone'), (2, 'abdomen'), (3, 'mediastinum'), (4, 'liver'), (5, 'lung'), (6, 'kidney'),
-    (7, 'soft_tissue'), (8, 'pelvis')
-])
 #: Lesion size subsets: key name, then the long diameter range in mm, ``lo <= d <= hi`` for the
 #: middle subset and strict at the open ends (``d < 10``, ``d > 30``).
 SIZE_SUBSETS_MM: Tuple[Tuple[str, float, float], ...] = (
@@ -82,14 +83,16 @@ class FROCMetric(BaseMetric):
     ``instances`` (ground truth in original image coordinates: ``bbox`` 0-based
     ``[x1, y1, x2, y2]``, ``ignore_flag``, ``lesion_type``, ``long_diameter_mm``),
     ``slice_interval`` and ``img_path``; so the test pipeline's ``PackDetInputs`` must list
-    ``instances`` and ``slice_interval`` in its ``meta_keys``. Instances with ``ignore_flag``
-    1 are left out of the ground truth.
+    :meth:`required_meta_keys` in its ``meta_keys`` (the plugin's runner checks this before
+    training starts: :func:`mp3d_mmdet.utils.config.check_evaluator_inputs`). Instances with
+    ``ignore_flag`` 1 are left out of the ground truth.
 
     Metric keys (after the ``froc/`` prefix), with ``fps=(0.5, 1, 2, 4, 8, 16)``:
-    ``sens@0.5`` ... ``sens@16``, ``mean_0.5-4``, ``mAP@0.5``; with ``breakdowns``, for each
-    subset ``S`` in ``type_bone``, ``type_abdomen``, ``type_mediastinum``, ``type_liver``,
-    ``type_lung``, ``type_kidney``, ``type_soft_tissue``, ``type_pelvis``, ``size_lt10mm``,
-    ``size_10-30mm``, ``size_gt30mm``, ``interval_le2mm``, ``interval_gt2mm``:
+    ``sens@0.5`` ... ``sens@16``, ``mean_0.5-4``, ``mAP@0.5``; with ``breakdowns`` and
+    ``breakdown_metrics``, for each subset ``S`` in ``type_bone``, ``type_abdomen``,
+    ``type_mediastinum``, ``type_liver``, ``type_lung``, ``type_kidney``, ``type_soft_tissue``,
+    ``type_pelvis``, ``size_lt10mm``, ``size_10-30mm``, ``size_gt30mm``, ``interval_le2mm``,
+    ``interval_gt2mm``:
     ``S/sens@0.5`` ... ``S/sens@16`` and ``S/mean_0.5-4``. Sensitivities and AP are in
     ``[0, 1]``.
 
@@ -103,6 +106,8 @@ class FROCMetric(BaseMetric):
             full DeepLesion test set).
         breakdowns: also report the lesion type / size / slice interval subsets (needs
             ``lesion_type``, ``long_diameter_mm`` and ``slice_interval`` in the data samples).
+        breakdown_metrics: also return the subsets' values as metrics (``S/sens@...``);
+            by default they appear in the logged table only.
         out_of_subset_detections: in the lesion type and size subsets, a detection that
             overlaps (IoU >= ``iou_thr``) only lesions outside the subset is a
             ``'false_positive'`` (the DeepLesion authors' released code) or is ``'ignore'``-d.
@@ -111,7 +116,7 @@ class FROCMetric(BaseMetric):
         out_dir: folder for the plot; None: the run's log folder (``<work_dir>/<timestamp>``,
             from mmengine's current logger).
         outfile_prefix: when set, the per-image predictions and ground truth are written to
-            ``<outfile_prefix>.froc_records.json`` (readable by ``tools/eval_froc.py``).
+            ``<outfile_prefix>.froc_records.json`` (readable by ``mp3d-eval-froc``).
         collect_device: 'cpu' or 'gpu', how mmengine gathers results across ranks.
         prefix: metric key prefix; default ``'froc'``.
         collect_dir: temporary folder for 'cpu' gathering.
@@ -126,6 +131,7 @@ class FROCMetric(BaseMetric):
                  mean_fp_range: Tuple[float, float] = (0.5, 4.0),
                  compute_map: bool = True,
                  breakdowns: bool = True,
+                 breakdown_metrics: bool = False,
                  out_of_subset_detections: str = 'false_positive',
                  plot_froc: bool = False,
                  out_dir: Optional[str] = None,
@@ -150,6 +156,7 @@ class FROCMetric(BaseMetric):
                              f'(fps={self.fps})')
         self.compute_map = bool(compute_map)
         self.breakdowns = bool(breakdowns)
+        self.breakdown_metrics = bool(breakdown_metrics)
         if out_of_subset_detections not in _OUT_OF_SUBSET_MODES:
             raise ValueError(f'FROCMetric: out_of_subset_detections must be one of '
                              f'{_OUT_OF_SUBSET_MODES}, got {out_of_subset_detections!r}')
@@ -173,6 +180,10 @@ class FROCMetric(BaseMetric):
     def sens_keys(self) -> List[str]:
         """Keys of the sensitivities, e.g. ``['sens@0.5', 'sens@1', ...]``."""
         return [f'sens@{f:g}' for f in self.fps]
+
+    def required_meta_keys(self) -> Tuple[str, ...]:
+        """The metainfo keys every data sample must carry (``PackDetInputs.meta_keys``)."""
+        return ('img_id', 'instances') + (('slice_interval', ) if self.breakdowns else ())
 
     # ----------------------------------------------------------------------------- mmengine
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
@@ -219,11 +230,13 @@ class FROCMetric(BaseMetric):
         metrics.update(self._row_metrics('', rows[0]))
         if self.compute_map:
             metrics[self.map_key] = coco_ap(boxes, gts, self.iou_thr, self.legacy_plus_one)
-        for row in rows[1:]:
-            metrics.update(self._row_metrics(row.name + '/', row))
-            if row.num_lesions == 0:
-                warnings.warn(f'FROCMetric: subset {row.name!r} has no lesion; its '
-                              f'sensitivities are NaN')
+        if self.breakdown_metrics:
+            for row in rows[1:]:
+                metrics.update(self._row_metrics(row.name + '/', row))
+        empty = [row.name for row in rows[1:] if row.num_lesions == 0]
+        if empty:
+            warnings.warn(f'FROCMetric: {len(empty)} subset(s) without lesions, their '
+                          f"sensitivities are n/a: {', '.join(empty)}")
 
         print_log('\n' + self._format_table(rows, metrics.get(self.map_key)), logger=logger)
         if self.plot_froc:
@@ -253,7 +266,8 @@ class FROCMetric(BaseMetric):
         types = np.concatenate([r['gt_lesion_types'] for r in results])
         diameters = np.concatenate([r['gt_long_diameters_mm'] for r in results])
         lesion_subsets = OrderedDict(
-            (f'type_{name}', types == code) for code, name in DEEPLESION_LESION_TYPES.items())
+            (f'type_{name}', types == code) for code, name in LESION_TYPE_NAMES.items()
+            if code > 0)  # the 8 known types
         for name, lo, hi in SIZE_SUBSETS_MM:
             lesion_subsets[name] = _in_size_range(diameters, lo, hi)
         intervals = np.array([r['slice_interval'] for r in results], dtype=np.float64)

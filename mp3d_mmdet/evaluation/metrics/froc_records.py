@@ -15,7 +15,7 @@ Record keys:
     gt_long_diameters_mm: ``(g,)`` float64 RECIST long diameter, NaN when unknown.
     slice_interval: float, z spacing in mm of the series, NaN when unknown.
 
-Records are saved as JSON (:func:`dump_records_json`) for ``tools/eval_froc.py``.
+Records are saved as JSON (:func:`dump_records_json`) for ``mp3d-eval-froc``.
 """
 import json
 import math

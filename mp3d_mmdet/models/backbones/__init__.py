@@ -2,9 +2,7 @@
 from .mp3d_resnet import MP3DResNet, MR3DResNet, slice_depths
 from .p3d_blocks import P3DBottleneck
 from .resnet_3dce import ResNet3DCE
-from .slice_ops import SliceConv3d
 
 __all__ = [
-    'MP3DResNet', 'MR3DResNet', 'ResNet3DCE', 'P3DBottleneck', 'SliceConv3d',
-    'slice_depths'
+    'MP3DResNet', 'MR3DResNet', 'ResNet3DCE', 'P3DBottleneck', 'slice_depths'
 ]

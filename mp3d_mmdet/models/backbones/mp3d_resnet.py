@@ -26,7 +26,9 @@ defaults.
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor
@@ -34,12 +36,22 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
 from .p3d_blocks import P3DBottleneck
-from .slice_ops import SliceConv3d, check_odd_slices, slice_max_pool3d
+from ...utils.validation import check_num_slices
 
 __all__ = ['MP3DResNet', 'MR3DResNet', 'slice_depths']
 
 SLICE_POOLINGS = ('none', 'isotropic')
 CONV_TYPES = ('p3d', '3d')
+
+
+def _max_pool3d(x: Tensor, kernel_size: Tuple[int, int, int], stride: Tuple[int, int, int],
+                padding: Tuple[int, int, int]) -> Tensor:
+    """``F.max_pool3d``; on CPU in ``channels_last_3d`` memory order, which torch's CPU
+    max-pooling handles faster than NCDHW even with the layout copy (measured on the stem's
+    map; ``tools/benchmark/backbone_speed.py`` times the whole backbone)."""
+    if x.device.type == 'cpu':
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    return F.max_pool3d(x, kernel_size, stride, padding)
 
 
 def _pooled_depth(depth: int) -> int:
@@ -76,8 +88,9 @@ class MP3DResNet(BaseModule):
     Args:
         depth: ResNet depth the stage layout follows: 50 ``[3, 4, 6, 3]``,
             101 ``[3, 4, 23, 3]``, 152 ``[3, 8, 36, 3]``.
-        num_slices: number of input slices ``N`` (odd, >= 3); the input must have
-            exactly ``N`` channels. Must equal the neck adapter's ``num_slices``.
+        num_slices: number of input slices ``N`` (odd); the input must have
+            exactly ``N`` channels. Required (configs set it at their top level: see
+            :mod:`mp3d_mmdet.utils.config`). Must equal the neck adapter's ``num_slices``.
         conv_type: ``'p3d'`` (pseudo-3D pairs A/B/C, the MP3D model) or ``'3d'``
             (``3 x 3 x 3`` convs, the MR3D model).
         style: ``'caffe'`` (stride on the first ``1x1x1`` conv) or ``'pytorch'``
@@ -108,29 +121,25 @@ class MP3DResNet(BaseModule):
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=...)``
             for an MP3D checkpoint of the same architecture, or
             ``dict(type='Inflated2DPretrained', checkpoint='torchvision://resnet50')``
-            to inflate a 2D ResNet (see :mod:`mp3d_mmdet.models.utils.weight_inflation`).
+            to inflate a 2D ResNet (see :mod:`mp3d_mmdet.converters.resnet2d_inflation`).
 
     Input: ``(B, N, H, W)`` float, ``N`` slices as channels (key slice at ``N // 2``).
     Output: tuple of ``(B, C_i, D_i, H_i, W_i)`` for ``i`` in ``out_indices`` with
     ``C_i = 4 * base_channels * 2**i``, ``H_i = H / 2**(i+2)`` (rounded up per stride)
-    and ``D_i = N`` (``slice_pooling='none'``); ``channels_last_3d`` memory order on
-    CPU (contiguous NCDHW on CUDA).
+    and ``D_i = N`` (``slice_pooling='none'``).
 
-    Implementation: every conv is a :class:`~.slice_ops.SliceConv3d` -- ``nn.Conv3d``
-    parameters computed by the kernel measured fastest (on CPU: per-slice convs as
-    ``conv2d`` on the slices folded into the batch, the ``3 x 1 x 1`` convs as matrix
-    products over voxel rows, all on ``channels_last_3d`` maps; on CUDA ``conv3d``);
-    ReLU and the residual sum run in place. On CPU, call
-    :func:`mp3d_mmdet.utils.retain_freed_cpu_memory` once per process: the
-    activations are ``N`` times a 2D ResNet's and glibc would otherwise page-fault
-    them afresh in every pass.
+    Implementation: every conv is a plain ``nn.Conv3d`` (``1 x 3 x 3``, ``3 x 1 x 1``,
+    ``1 x 1 x 1`` kernels for the pseudo-3D blocks); ReLU and the residual sum run in place.
+    On CPU, call :func:`mp3d_mmdet.utils.retain_freed_cpu_memory` once per process: the
+    activations are ``N`` times a 2D ResNet's and glibc would otherwise page-fault them
+    afresh in every pass.
     """
 
     arch_settings = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
     def __init__(self,
                  depth: int = 50,
-                 num_slices: int = 9,
+                 num_slices: Optional[int] = None,
                  conv_type: str = 'p3d',
                  style: Optional[str] = None,
                  stem_depth_kernel: Optional[int] = None,
@@ -151,7 +160,7 @@ class MP3DResNet(BaseModule):
         if depth not in self.arch_settings:
             raise ValueError(f'depth must be one of {sorted(self.arch_settings)}, '
                              f'got {depth!r}')
-        self.num_slices = check_odd_slices(num_slices, 'num_slices', type(self).__name__)
+        self.num_slices = check_num_slices(num_slices, owner=type(self).__name__)
         if conv_type not in CONV_TYPES:
             raise ValueError(f'conv_type must be one of {CONV_TYPES}, got {conv_type!r}')
         if slice_pooling not in SLICE_POOLINGS:
@@ -197,7 +206,7 @@ class MP3DResNet(BaseModule):
         self.zero_init_residual = zero_init_residual
         if init_cfg is None:
             self.init_cfg = [
-                dict(type='Kaiming', layer=['Conv3d', 'SliceConv3d']),
+                dict(type='Kaiming', layer='Conv3d'),
                 dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
             ]
         stem_channels = base_channels if stem_channels is None else stem_channels
@@ -205,8 +214,8 @@ class MP3DResNet(BaseModule):
 
         # stem
         kd = stem_depth_kernel
-        self.conv1 = SliceConv3d(1, stem_channels, (kd, 7, 7), stride=(1, 2, 2),
-                                 padding=(kd // 2, 3, 3), bias=False)
+        self.conv1 = nn.Conv3d(1, stem_channels, (kd, 7, 7), stride=(1, 2, 2),
+                               padding=(kd // 2, 3, 3), bias=False)
         self.norm1 = build_norm_layer(norm_cfg, stem_channels)[1]
         self.maxpool_stride = (2 if iso else 1, 2, 2)
 
@@ -279,11 +288,11 @@ class MP3DResNet(BaseModule):
         b, n, h, w = x.shape
         x = x.reshape(b, 1, n, h, w)
         x = self.norm1(self.conv1(x)).relu_()
-        x = slice_max_pool3d(x, (3, 3, 3), self.maxpool_stride, (1, 1, 1))
+        x = _max_pool3d(x, (3, 3, 3), self.maxpool_stride, (1, 1, 1))
         outs = []
         for i, name in enumerate(self.res_layers):
             if i > 0 and self.slice_pooling == 'isotropic':
-                x = slice_max_pool3d(x, (3, 1, 1), (2, 1, 1), (1, 0, 0))
+                x = _max_pool3d(x, (3, 1, 1), (2, 1, 1), (1, 0, 0))
             x = getattr(self, name)(x)
             if i in self.out_indices:
                 outs.append(x)

@@ -25,8 +25,6 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from .slice_ops import SliceConv3d
-
 __all__ = ['P3DBottleneck', 'PAIR_TYPES', 'STRIDE_STYLES']
 
 PAIR_TYPES = ('A', 'B', 'C', '3d')
@@ -89,26 +87,26 @@ class P3DBottleneck(BaseModule):
         stride2 = (1, 1, 1) if style == 'caffe' else (1, s, s)
         kt = temporal_kernel
 
-        self.conv1 = SliceConv3d(in_channels, planes, 1, stride=stride1, bias=False)
+        self.conv1 = nn.Conv3d(in_channels, planes, 1, stride=stride1, bias=False)
         self.norm1 = build_norm_layer(norm_cfg, planes)[1]
         if pair_type == '3d':
-            self.conv2 = SliceConv3d(planes, planes, (kt, 3, 3), stride=stride2,
-                                     padding=(kt // 2, 1, 1), bias=False)
+            self.conv2 = nn.Conv3d(planes, planes, (kt, 3, 3), stride=stride2,
+                                   padding=(kt // 2, 1, 1), bias=False)
             self.norm2 = build_norm_layer(norm_cfg, planes)[1]
         else:
-            self.conv_s = SliceConv3d(planes, planes, (1, 3, 3), stride=stride2,
-                                      padding=(0, 1, 1), bias=False)
+            self.conv_s = nn.Conv3d(planes, planes, (1, 3, 3), stride=stride2,
+                                    padding=(0, 1, 1), bias=False)
             self.norm_s = build_norm_layer(norm_cfg, planes)[1]
             # In B the T conv reads the pair input; it must stride when S does.
             t_stride = stride2 if pair_type == 'B' else (1, 1, 1)
-            self.conv_t = SliceConv3d(planes, planes, (kt, 1, 1), stride=t_stride,
-                                      padding=(kt // 2, 0, 0), bias=False)
+            self.conv_t = nn.Conv3d(planes, planes, (kt, 1, 1), stride=t_stride,
+                                    padding=(kt // 2, 0, 0), bias=False)
             self.norm_t = build_norm_layer(norm_cfg, planes)[1]
-        self.conv3 = SliceConv3d(planes, out_channels, 1, bias=False)
+        self.conv3 = nn.Conv3d(planes, out_channels, 1, bias=False)
         self.norm3 = build_norm_layer(norm_cfg, out_channels)[1]
         if s != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
-                SliceConv3d(in_channels, out_channels, 1, stride=(1, s, s), bias=False),
+                nn.Conv3d(in_channels, out_channels, 1, stride=(1, s, s), bias=False),
                 build_norm_layer(norm_cfg, out_channels)[1])
         else:
             self.downsample = None

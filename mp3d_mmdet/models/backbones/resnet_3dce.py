@@ -15,6 +15,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmdet.registry import MODELS
+from ...utils.validation import check_num_slices
 
 __all__ = ['ResNet3DCE']
 
@@ -26,7 +27,7 @@ class ResNet3DCE(BaseModule):
     """Shared 2D ResNet over 3-slice groups with per-level 1x1 fusion (3DCE).
 
     Args:
-        num_slices: number of input slices ``N``: an odd multiple of
+        num_slices: number of input slices ``N`` (required): an odd multiple of
             ``slices_per_group`` (3, 9, 15, 21, 27, ...) so that the key slice
             ``N // 2`` is the centre of the centre group.
         slices_per_group: slices per group = input channels of the 2D ResNet (3).
@@ -45,7 +46,7 @@ class ResNet3DCE(BaseModule):
     """
 
     def __init__(self,
-                 num_slices: int = 9,
+                 num_slices: Optional[int] = None,
                  slices_per_group: int = 3,
                  resnet: Optional[Dict] = None,
                  fusion_init: str = 'center',
@@ -55,10 +56,9 @@ class ResNet3DCE(BaseModule):
                 or slices_per_group < 1:
             raise ValueError(f'ResNet3DCE: slices_per_group must be a positive int, '
                              f'got {slices_per_group!r}')
-        if (isinstance(num_slices, bool) or not isinstance(num_slices, int)
-                or num_slices < slices_per_group or num_slices % slices_per_group
-                or num_slices % 2 == 0):
-            raise ValueError(f'ResNet3DCE: num_slices must be an odd multiple of '
+        num_slices = check_num_slices(num_slices, owner='ResNet3DCE')
+        if num_slices % slices_per_group:
+            raise ValueError(f'ResNet3DCE: num_slices must be a multiple of '
                              f'slices_per_group={slices_per_group} (e.g. 3, 9, 27), '
                              f'got {num_slices!r}')
         if fusion_init not in FUSION_INITS:

@@ -4,12 +4,14 @@ The conversion of Fang et al. (MICCAI 2019) the MP3D paper compares its GTM with
 (Table 3, "MP3D w/ CTM"): of a 3D map ``(C, D, H, W)`` only the ``C`` 2D maps of the
 centre slice ``D // 2`` are kept.
 """
+from numbers import Integral
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmdet.registry import MODELS
+from ...utils.validation import check_slice_depths
 
 __all__ = ['CenterSliceTransform']
 
@@ -33,15 +35,12 @@ class CenterSliceTransform(BaseModule):
                  init_cfg=None) -> None:
         super().__init__(init_cfg)
         self.in_channels = None if in_channels is None else list(in_channels)
-        if num_slices is None or isinstance(num_slices, int):
-            self.num_slices = num_slices
+        if num_slices is None or isinstance(num_slices, Integral):
+            self.num_slices = num_slices if num_slices is None else check_slice_depths(
+                num_slices, 1, owner='CenterSliceTransform', odd=True)[0]
         else:
-            self.num_slices = list(num_slices)
-        for d in ([self.num_slices] if isinstance(self.num_slices, int)
-                  else (self.num_slices or [])):
-            if isinstance(d, bool) or not isinstance(d, int) or d < 1 or d % 2 == 0:
-                raise ValueError(f'CenterSliceTransform: num_slices must be odd positive '
-                                 f'ints, got {num_slices!r}')
+            self.num_slices = check_slice_depths(num_slices, len(num_slices),
+                                                 owner='CenterSliceTransform', odd=True)
 
     def _expected_depth(self, level: int) -> Optional[int]:
         if self.num_slices is None or isinstance(self.num_slices, int):

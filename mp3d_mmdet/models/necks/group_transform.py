@@ -6,7 +6,8 @@ slices of one channel) fuses the slices into ``(C, H, W)``: per output channel `
 ``out[c] = sum_d w[c, d] * x[c, d]`` (no bias).
 """
 import logging
-from typing import List, Sequence, Tuple, Union
+from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -16,8 +17,9 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmdet.registry import MODELS
+from ...utils.validation import check_slice_depths
 
-__all__ = ['GroupTransform', 'resample_slice_weights']
+__all__ = ['GroupTransform', 'resample_slice_weights', 'gtm_weight_levels', 'adapt_gtm_weights']
 
 INIT_MODES = ('mean', 'center')
 
@@ -53,6 +55,66 @@ def resample_slice_weights(weight: Tensor, num_slices: int) -> Tensor:
     return new.squeeze(1).to(weight.dtype)[:, :, None, None]
 
 
+def gtm_weight_levels(state_dict: Mapping[str, Tensor],
+                      prefix: str = 'neck.0.') -> Dict[int, str]:
+    """The GTM weight keys ``<prefix>convs.<i>.weight`` of a state dict, by level ``i``.
+
+    ``prefix`` is the module's key prefix: ``'neck.0.'`` when the GTM is the first element
+    of a detector's neck list (the configs' layout), ``''`` for the module's own state dict.
+    """
+    levels = {}
+    for key in state_dict:
+        if key.startswith(prefix + 'convs.') and key.endswith('.weight'):
+            index = key[len(prefix + 'convs.'):-len('.weight')]
+            if index.isdigit():
+                levels[int(index)] = key
+    return dict(sorted(levels.items()))
+
+
+#: ``(key, old shape, new shape)`` of each GTM weight that :func:`adapt_gtm_weights` resampled.
+ResampledWeight = Tuple[str, Tuple[int, ...], Tuple[int, ...]]
+
+
+def adapt_gtm_weights(state_dict: Mapping[str, Tensor], num_slices: Union[int, Sequence[int]],
+                      prefix: str = 'neck.0.', channels: Optional[Sequence[int]] = None
+                      ) -> Tuple[Dict[str, Tensor], List[ResampledWeight]]:
+    """Resample the GTM weights of a state dict to other slice counts: the one rule for
+    moving GTM weights between slice counts (the module's loader, the checkpoint
+    converters).
+
+    Args:
+        state_dict: a state dict holding GTM weights under ``prefix``.
+        num_slices: the target slice-axis size ``D_i``: one int for every level or one per
+            level.
+        prefix: the GTM's key prefix (see :func:`gtm_weight_levels`).
+        channels: the target ``C_i`` per level, if known: a weight with other channels is
+            left alone.
+
+    Returns:
+        ``(new_state_dict, adapted)``: a shallow copy of ``state_dict`` in which every
+        ``(C, D, 1, 1)`` weight of level ``i`` with ``D != D_i`` (and ``C == C_i``) is
+        replaced by :func:`resample_slice_weights` of it, and ``(key, old shape, new shape)``
+        of each replaced weight. Levels the state dict lacks, levels beyond the given
+        ``D_i`` and weights of another layout are left for the loader to report.
+    """
+    levels = gtm_weight_levels(state_dict, prefix)
+    num_levels = (max(levels, default=-1) + 1) if isinstance(num_slices, int) else len(
+        num_slices)
+    depths = check_slice_depths(num_slices, num_levels, owner='adapt_gtm_weights')
+    out = OrderedDict(state_dict)
+    adapted = []
+    for level, key in levels.items():
+        weight = state_dict[key]
+        if level >= num_levels or (channels is not None and (
+                level >= len(channels) or weight.shape[:1] != (channels[level], ))):
+            continue
+        depth = depths[level]
+        if weight.dim() == 4 and weight.shape[2:] == (1, 1) and weight.shape[1] != depth:
+            out[key] = resample_slice_weights(weight, depth)
+            adapted.append((key, tuple(weight.shape), tuple(out[key].shape)))
+    return out, adapted
+
+
 @MODELS.register_module()
 class GroupTransform(BaseModule):
     """GTM neck adapter: ``(B, C_i, D_i, H_i, W_i)`` -> ``(B, C_i, H_i, W_i)`` per level.
@@ -62,6 +124,7 @@ class GroupTransform(BaseModule):
         num_slices: slice-axis size ``D_i`` of the inputs: one int for every level
             (MP3D, no slice pooling: the backbone's ``num_slices``) or one per level
             (e.g. ``MP3DResNet.output_depths()`` with ``slice_pooling='isotropic'``).
+            Required; in a config it follows the backbone (:mod:`mp3d_mmdet.utils.config`).
         init_mode: initial weights: ``'mean'`` (``1 / D`` for every slice: the average
             of the slices, the default) or ``'center'`` (1 on the centre slice, 0
             elsewhere: starts as :class:`CenterSliceTransform`).
@@ -83,7 +146,7 @@ class GroupTransform(BaseModule):
 
     def __init__(self,
                  in_channels: Sequence[int],
-                 num_slices: Union[int, Sequence[int]] = 9,
+                 num_slices: Optional[Union[int, Sequence[int]]] = None,
                  init_mode: str = 'mean',
                  init_cfg=None) -> None:
         super().__init__(init_cfg)
@@ -91,14 +154,7 @@ class GroupTransform(BaseModule):
         if not in_channels or any(int(c) < 1 for c in in_channels):
             raise ValueError(f'GroupTransform: in_channels must be positive ints, '
                              f'got {in_channels}')
-        if isinstance(num_slices, int) and not isinstance(num_slices, bool):
-            depths = [num_slices] * len(in_channels)
-        else:
-            depths = list(num_slices)
-        if len(depths) != len(in_channels) or any(
-                isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
-            raise ValueError(f'GroupTransform: num_slices must be a positive int or one '
-                             f'per level ({len(in_channels)}), got {num_slices!r}')
+        depths = check_slice_depths(num_slices, len(in_channels), owner='GroupTransform')
         if init_mode not in INIT_MODES:
             raise ValueError(f'GroupTransform: init_mode must be one of {INIT_MODES}, '
                              f'got {init_mode!r}')
@@ -146,18 +202,13 @@ class GroupTransform(BaseModule):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs) -> None:
-        for i, (conv, d) in enumerate(zip(self.convs, self.num_slices)):
-            key = f'{prefix}convs.{i}.weight'
-            if key not in state_dict:
-                continue
-            w = state_dict[key]
-            if (w.dim() == 4 and w.shape[0] == conv.weight.shape[0]
-                    and w.shape[2:] == (1, 1) and w.shape[1] != d):
-                print_log(
-                    f'GroupTransform: {key} was trained with {w.shape[1]} slices '
-                    f'{tuple(w.shape)}; resampled linearly along the slice axis to '
-                    f'{d} slices {tuple(conv.weight.shape)}',
-                    logger='current', level=logging.WARNING)
-                state_dict[key] = resample_slice_weights(w, d)
+        own = {k: v for k, v in state_dict.items() if k.startswith(prefix + 'convs.')}
+        adapted_dict, adapted = adapt_gtm_weights(own, self.num_slices, prefix,
+                                                  channels=self.in_channels)
+        for key, old, new in adapted:
+            print_log(f'GroupTransform: {key} was trained with {old[1]} slices {old}; '
+                      f'resampled linearly along the slice axis to {new[1]} slices '
+                      f'{new}', logger='current', level=logging.WARNING)
+            state_dict[key] = adapted_dict[key]
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
                                       missing_keys, unexpected_keys, error_msgs)

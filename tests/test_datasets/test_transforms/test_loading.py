@@ -6,8 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mp3d_mmdet.datasets.transforms import (LoadCTSlices, is_channel_planar,
-                                            sample_slices_from_volume)
+from mp3d_mmdet.datasets import LoadCTSlices, is_channel_planar, sample_slices_from_volume
 from mp3d_mmdet.datasets.transforms import loading
 from mmdet.registry import TRANSFORMS
 
@@ -201,10 +200,13 @@ def test_img_path_must_be_the_key_slice(tmp_path):
 
 
 @pytest.mark.parametrize('kwargs,message', [
-    (dict(num_slices=4), 'num_slices must be an odd positive integer'),
-    (dict(slice_interval=0), 'slice_interval must be > 0'),
-    (dict(hu_window=(100, -100)), 'hu_window must be'),
-    (dict(flip_slice_order_prob=1.5), r'flip_slice_order_prob must be in \[0, 1\]'),
+    (dict(num_slices=4), 'LoadCTSlices: num_slices must be an odd int >= 1'),
+    (dict(), 'LoadCTSlices: num_slices is not set'),
+    (dict(num_slices=9, slice_interval=0),
+     r'LoadCTSlices: slice interval 0.0 mm is outside the plausible CT'),
+    (dict(num_slices=9, hu_window=(100, -100)),
+     r'LoadCTSlices: hu_window must be \(low, high\) HU with'),
+    (dict(num_slices=9, flip_slice_order_prob=1.5), r'flip_slice_order_prob must be in \[0, 1\]'),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,8 +1,7 @@
 """The paper's augmentation with mmdet transforms on N-channel CT inputs (N = 3, 5, 9, 11).
 
-Checks each transform of the recommended pipelines channel by channel, documents mmdet's
-``Pad`` limitation beyond 4 channels (fixed by ``MultiChannelPad``) and runs the full
-pipelines with boxes followed through flips and resizes.
+Checks each transform of the recommended pipelines channel by channel and runs the full
+pipelines with boxes followed through flips and resizes (padding: ``test_multichannel_pad``).
 """
 import os
 import os.path as osp
@@ -13,32 +12,16 @@ import pytest
 import torch
 from mmcv.transforms import Compose
 from mmdet.registry import TRANSFORMS
-from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.registry import init_default_scope
 
-from mp3d_mmdet.datasets import (DEEPLESION_META_KEYS, deeplesion_test_pipeline,
-                                 deeplesion_train_pipeline)
-
-CHANNELS = [3, 5, 9, 11]
+from multichannel_inputs import CHANNELS, channel_image, results_of
+from paper_config import paper_config, paper_pipelines
 
 
 @pytest.fixture(autouse=True)
 def mmdet_scope():
     # the runner sets default_scope='mmdet'; RandomChoiceResize builds its resize_type through it
     init_default_scope('mmdet')
-
-
-def channel_image(num_channels, height=20, width=30):
-    """float32 (H, W, N): a distinct random pattern per channel."""
-    rng = np.random.default_rng(num_channels)
-    return rng.uniform(0.0, 255.0, (height, width, num_channels)).astype(np.float32)
-
-
-def results_of(img, boxes=((3.0, 2.0, 12.0, 9.0), )):
-    return dict(img=img.copy(), img_shape=img.shape[:2], ori_shape=img.shape[:2],
-                gt_bboxes=HorizontalBoxes(np.array(boxes, np.float32)),
-                gt_bboxes_labels=np.zeros(len(boxes), np.int64),
-                gt_ignore_flags=np.zeros(len(boxes), bool))
 
 
 @pytest.mark.parametrize('num_channels', CHANNELS)
@@ -81,7 +64,7 @@ def test_random_flip_flips_every_channel_and_the_boxes(num_channels, direction, 
 
 
 def test_the_paper_flip_draws_both_flips_independently():
-    flip = TRANSFORMS.build(deeplesion_train_pipeline()[3])
+    flip = TRANSFORMS.build(paper_pipelines()[0][3])
     img = channel_image(9)
     counts = {}
     np.random.seed(0)
@@ -102,39 +85,6 @@ def test_pack_det_inputs_gives_channels_first(num_channels):
         packed = TRANSFORMS.build(dict(type='PackDetInputs'))(results)
         assert packed['inputs'].shape == (num_channels, 20, 30)
         np.testing.assert_array_equal(packed['inputs'].numpy(), source.transpose(2, 0, 1))
-
-
-@pytest.mark.parametrize('num_channels', [5, 9, 11])
-@pytest.mark.parametrize('pad_val', [0, 7, 7.0])
-def test_mmdet_pad_breaks_beyond_four_channels(num_channels, pad_val):
-    """Upstream limitation that MultiChannelPad exists for: cv2.copyMakeBorder takes at most
-    4 border values, so mmdet's Pad fails beyond 4 channels -- even with its default
-    ``pad_val=dict(img=0)``."""
-    pad = TRANSFORMS.build(dict(type='Pad', size_divisor=32, pad_val=dict(img=pad_val)))
-    with pytest.raises(cv2.error):
-        pad(results_of(channel_image(num_channels)))
-
-
-def test_mmdet_pad_float_value_fills_only_the_first_of_three_channels():
-    """...and with 3 channels a float pad_val silently pads channels 1, 2 with 0."""
-    pad = TRANSFORMS.build(dict(type='Pad', size_divisor=32, pad_val=dict(img=7.0)))
-    out = pad(results_of(channel_image(3)))
-    np.testing.assert_array_equal(out['img'][-1, -1], [7.0, 0.0, 0.0])
-
-
-@pytest.mark.parametrize('num_channels', CHANNELS)
-@pytest.mark.parametrize('pad_val', [0, 7, 7.5])
-def test_multichannel_pad(num_channels, pad_val):
-    img = channel_image(num_channels)
-    out = TRANSFORMS.build(dict(type='MultiChannelPad', size_divisor=32,
-                                pad_val=dict(img=pad_val)))(results_of(img))
-    assert out['img'].shape == (32, 32, num_channels) and out['img'].dtype == np.float32
-    np.testing.assert_array_equal(out['img'][:20, :30], img)
-    assert (out['img'][20:] == np.float32(pad_val)).all()
-    assert (out['img'][:, 30:] == np.float32(pad_val)).all()
-    assert out['pad_shape'] == (32, 32, num_channels) and out['img_shape'] == (32, 32)
-    fixed = TRANSFORMS.build(dict(type='MultiChannelPad', size=(40, 24)))(results_of(img))
-    assert fixed['img'].shape == (24, 40, num_channels)
 
 
 # --------------------------------------------------------------- full pipelines
@@ -173,7 +123,8 @@ def bright_extent(inputs):
 def test_train_pipeline_moves_boxes_with_the_image(tmp_path, num_channels, scale, direction):
     folder = str(tmp_path / 'series')
     write_block_series(folder)
-    pipeline = deeplesion_train_pipeline(num_slices=num_channels, scales=(scale, ))
+    pipeline = paper_pipelines(num_slices=num_channels)[0]
+    pipeline[2]['scales'] = [(scale, scale)]
     if direction is not None:
         pipeline[3] = dict(type='RandomFlip', prob=1.0, direction=direction)
     else:
@@ -185,7 +136,7 @@ def test_train_pipeline_moves_boxes_with_the_image(tmp_path, num_channels, scale
     assert packed['inputs'].dtype == torch.float32
     sample = packed['data_samples']
     assert sample.img_shape == (out_h, out_w) and sample.ori_shape == (HEIGHT, WIDTH)
-    assert set(DEEPLESION_META_KEYS) <= set(sample.metainfo)
+    assert set(paper_config().meta_keys) <= set(sample.metainfo)
     box = sample.gt_instances.bboxes.numpy()[0]
     # mmdet resizes/flips boxes in the continuous convention (x -> x * s, x -> W - x), the
     # DeepLesion box is first..last pixel: agreement within about one (scaled) pixel
@@ -196,7 +147,7 @@ def test_train_pipeline_moves_boxes_with_the_image(tmp_path, num_channels, scale
 def test_test_pipeline_resizes_to_512(tmp_path):
     folder = str(tmp_path / 'series')
     write_block_series(folder)
-    packed = Compose(deeplesion_test_pipeline())(data_info(folder))
+    packed = Compose(paper_pipelines()[1])(data_info(folder))
     assert packed['inputs'].shape == (9, 410, 512)  # keep_ratio: 64 x 80 -> 409.6 x 512
     sample = packed['data_samples']
     np.testing.assert_allclose(sample.scale_factor, (512 / 80, 410 / 64))

@@ -5,7 +5,7 @@ from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.registry import init_default_scope
 
-from mp3d_mmdet.datasets.transforms import SliceWiseResize, is_channel_planar
+from mp3d_mmdet.datasets import SliceWiseResize, is_channel_planar
 
 
 @pytest.fixture(autouse=True)

@@ -52,11 +52,11 @@ def test_bad_input():
 def _coco_ap_by_hand(boxes_per_image, gts_per_image, iou_thr=0.5):
     """COCO's single-class AP written out: greedy per-image matching in score order (best
     IoU among unmatched lesions), global ranking, precision envelope, 101 recall points."""
-    from mp3d_mmdet.evaluation.functional import box_iou
+    from mp3d_mmdet.structures import box_iou
     scores, is_tp = [], []
     for boxes, gts in zip(boxes_per_image, gts_per_image):
         boxes = boxes[np.argsort(-boxes[:, 4], kind='stable')]
-        iou = box_iou(boxes[:, :4], gts)
+        iou = box_iou(boxes[:, :4], gts, legacy_plus_one=True)
         matched = np.zeros(len(gts), dtype=bool)
         for d in range(len(boxes)):
             candidates = np.where(~matched & (iou[d] >= iou_thr), iou[d], -1.0)

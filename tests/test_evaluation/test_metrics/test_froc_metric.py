@@ -29,7 +29,7 @@ from mp3d_mmdet.evaluation import FROCMetric
 from mp3d_mmdet.evaluation.metrics import load_records_json
 
 # the scene has no bone/abdomen/... lesion: those subsets warn (checked in one test only)
-pytestmark = pytest.mark.filterwarnings('ignore:FROCMetric. subset .* has no lesion')
+pytestmark = pytest.mark.filterwarnings('ignore:FROCMetric. .* subset.s. without lesions')
 
 A, B, C, D = [0, 0, 9, 9], [20, 20, 29, 29], [40, 40, 49, 49], [60, 60, 69, 69]
 FAR = [200, 200, 209, 209]
@@ -63,12 +63,21 @@ def test_registered_and_built_from_config():
     assert metric.sens_keys() == ['sens@1', 'sens@2'] and metric.mean_key == 'mean_1-2'
 
 
-def test_empty_subsets_warn():
+def test_empty_subsets_warn_once_together():
     with pytest.warns(UserWarning) as record:
         run_evaluator(FROCMetric(compute_map=False), scene())
-    empty = [str(w.message).split("'")[1] for w in record if 'has no lesion' in str(w.message)]
-    assert empty == ['type_bone', 'type_abdomen', 'type_mediastinum', 'type_kidney',
-                     'type_soft_tissue', 'type_pelvis']
+    messages = [str(w.message) for w in record if 'without lesions' in str(w.message)]
+    assert messages == ['FROCMetric: 6 subset(s) without lesions, their sensitivities are n/a: '
+                        'type_bone, type_abdomen, type_mediastinum, type_kidney, '
+                        'type_soft_tissue, type_pelvis']
+
+
+def test_headline_metrics_by_default():
+    metrics = run_evaluator(FROCMetric(compute_map=False), scene())
+    assert set(metrics) == {f'froc/{k}' for k in (
+        'sens@0.5', 'sens@1', 'sens@2', 'sens@4', 'sens@8', 'sens@16', 'mean_0.5-4')}
+    assert FROCMetric().required_meta_keys() == ('img_id', 'instances', 'slice_interval')
+    assert FROCMetric(breakdowns=False).required_meta_keys() == ('img_id', 'instances')
 
 
 def test_overall_sensitivities_and_map():
@@ -81,7 +90,7 @@ def test_overall_sensitivities_and_map():
 
 
 def test_lesion_breakdowns_count_other_lesions_detections_as_fp():
-    metrics = run_evaluator(FROCMetric(compute_map=False), scene())
+    metrics = run_evaluator(FROCMetric(breakdown_metrics=True, compute_map=False), scene())
     # lung (L2 only): A, C are FPs (other lesions), then 3 FAR FPs, then B hits:
     # FP/image .25 .5 .75 1 1.25 1.25, sensitivity 0 0 0 0 0 1
     lung = [metrics[f'froc/type_lung/sens@{f}'] for f in ('0.5', '1', '2', '4', '8', '16')]
@@ -98,7 +107,8 @@ def test_lesion_breakdowns_count_other_lesions_detections_as_fp():
 
 def test_lesion_breakdowns_with_ignored_out_of_subset_detections():
     metrics = run_evaluator(
-            FROCMetric(compute_map=False, out_of_subset_detections='ignore'), scene())
+            FROCMetric(breakdown_metrics=True, compute_map=False,
+                       out_of_subset_detections='ignore'), scene())
     # lung: A and C now neither hit nor FP -> FP/image 0 0 .25 .5 .75 .75, hit at the end
     lung = [metrics[f'froc/type_lung/sens@{f}'] for f in ('0.5', '1', '2', '4')]
     assert lung == [0.0, 1.0, 1.0, 1.0]
@@ -109,7 +119,7 @@ def test_lesion_breakdowns_with_ignored_out_of_subset_detections():
 
 
 def test_slice_interval_breakdown_filters_lesions_and_keeps_all_detections():
-    metrics = run_evaluator(FROCMetric(compute_map=False), scene())
+    metrics = run_evaluator(FROCMetric(breakdown_metrics=True, compute_map=False), scene())
     # <= 2 mm: lesions L1, L2 (image 0); all 4 images and detections stay:
     # A hit, C (L3, outside) FP, 3 FAR FPs, B hit -> FP/image 0 .25 .5 .75 1 1,
     # sensitivity .5 .5 .5 .5 .5 1
@@ -120,13 +130,14 @@ def test_slice_interval_breakdown_filters_lesions_and_keeps_all_detections():
     assert [metrics[f'froc/interval_gt2mm/sens@{f}'] for f in ('0.5', '1', '16')] == [.5, .5, .5]
     # with detections on other lesions ignored, B no longer counts: same values here, but
     # A is no FP either, so C is reached at 0 FPs/image
-    ignored = run_evaluator(FROCMetric(compute_map=False, out_of_subset_detections='ignore'),
+    ignored = run_evaluator(FROCMetric(breakdown_metrics=True, compute_map=False,
+                                       out_of_subset_detections='ignore'),
                             scene())
     assert ignored['froc/interval_gt2mm/sens@0.5'] == 0.5
 
 
 def test_all_keys_present_and_finite_where_defined():
-    metrics = run_evaluator(FROCMetric(), scene())
+    metrics = run_evaluator(FROCMetric(breakdown_metrics=True), scene())
     subsets = ['type_bone', 'type_abdomen', 'type_mediastinum', 'type_liver', 'type_lung',
                'type_kidney', 'type_soft_tissue', 'type_pelvis', 'size_lt10mm', 'size_10-30mm',
                'size_gt30mm', 'interval_le2mm', 'interval_gt2mm']

@@ -1,15 +1,13 @@
-"""MP3DResNet / MR3DResNet: shapes, slice pooling, P3D wiring, freezing, errors, size."""
+"""MP3DResNet / MR3DResNet: shapes, slice pooling, stage layout, freezing, errors, size."""
 import os.path as osp
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import mp3d_mmdet  # noqa: F401  (registers the models)
 from mmdet.registry import MODELS
-from mp3d_mmdet.models.backbones import (MP3DResNet, MR3DResNet, P3DBottleneck,
-                                         SliceConv3d, slice_depths)
-from mp3d_mmdet.models.backbones.slice_ops import set_conv_impl
+from mp3d_mmdet.models.backbones import MP3DResNet, MR3DResNet, P3DBottleneck, slice_depths
+from mp3d_mmdet.utils.config import load_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 GN4 = dict(type='GN', num_groups=4, requires_grad=True)
@@ -17,7 +15,7 @@ GN4 = dict(type='GN', num_groups=4, requires_grad=True)
 
 def tiny(**kwargs) -> MP3DResNet:
     """4-stage, 1 block per stage, base width 8 (outputs 32/64/128/256 channels)."""
-    cfg = dict(base_channels=8, stage_blocks=(1, 1, 1, 1), norm_cfg=GN4)
+    cfg = dict(base_channels=8, stage_blocks=(1, 1, 1, 1), norm_cfg=GN4, num_slices=9)
     cfg.update(kwargs)
     torch.manual_seed(0)
     return MP3DResNet(**cfg)
@@ -78,110 +76,6 @@ def test_layer_shapes_and_stride_placement():
     blk = mr3d.layer2[0]
     assert blk.conv1.stride == (1, 1, 1) and blk.conv2.stride == (1, 2, 2)
     assert blk.conv2.weight.shape == (16, 16, 3, 3, 3)
-
-
-def _capture(block: P3DBottleneck, x: torch.Tensor):
-    """Inputs of conv_t and conv3 and post-ReLU outputs of norm_s / norm_t."""
-    seen = {}
-
-    def keep_input(name):
-        return lambda m, args, out: seen.__setitem__(name, args[0].detach().clone())
-
-    def keep_relu_of_output(name):
-        return lambda m, args, out: seen.__setitem__(name, out.detach().clone().relu())
-
-    hooks = [
-        block.conv_s.register_forward_hook(keep_input('s_in')),
-        block.conv_t.register_forward_hook(keep_input('t_in')),
-        block.conv3.register_forward_hook(keep_input('pair_out')),
-        block.norm_s.register_forward_hook(keep_relu_of_output('S')),
-        block.norm_t.register_forward_hook(keep_relu_of_output('T')),
-    ]
-    with torch.no_grad():
-        block(x)
-    for h in hooks:
-        h.remove()
-    return seen
-
-
-@pytest.mark.parametrize('pair', ['A', 'B', 'C'])
-def test_p3d_pair_wiring(pair):
-    torch.manual_seed(1)
-    block = P3DBottleneck(16, 8, pair_type=pair, norm_cfg=GN4).eval()
-    for m in block.modules():
-        if isinstance(m, torch.nn.GroupNorm):  # random affine: distinct S and T paths
-            torch.nn.init.normal_(m.weight, 1.0, 0.5)
-            torch.nn.init.normal_(m.bias, 0.0, 0.5)
-    seen = _capture(block, torch.randn(2, 16, 5, 6, 6))
-    if pair == 'A':  # T(S(x))
-        torch.testing.assert_close(seen['t_in'], seen['S'])
-        torch.testing.assert_close(seen['pair_out'], seen['T'])
-    elif pair == 'B':  # S(x) + T(x)
-        torch.testing.assert_close(seen['t_in'], seen['s_in'])
-        torch.testing.assert_close(seen['pair_out'], seen['S'] + seen['T'])
-    else:  # s = S(x); s + T(s)
-        torch.testing.assert_close(seen['t_in'], seen['S'])
-        torch.testing.assert_close(seen['pair_out'], seen['S'] + seen['T'])
-    assert not torch.equal(seen['S'], seen['T'])
-
-
-def test_block_residual_against_functional_reference():
-    torch.manual_seed(2)
-    block = P3DBottleneck(8, 4, pair_type='A', spatial_stride=2,
-                          norm_cfg=dict(type='GN', num_groups=2)).eval()
-    x = torch.randn(1, 8, 3, 8, 8)
-    gn = lambda t, n: F.group_norm(t, 2, n.weight, n.bias, n.eps)  # noqa: E731
-    y = F.relu(gn(F.conv3d(x, block.conv1.weight, stride=(1, 2, 2)), block.norm1))
-    y = F.relu(gn(F.conv3d(y, block.conv_s.weight, padding=(0, 1, 1)), block.norm_s))
-    y = F.relu(gn(F.conv3d(y, block.conv_t.weight, padding=(1, 0, 0)), block.norm_t))
-    y = gn(F.conv3d(y, block.conv3.weight), block.norm3)
-    idt = gn(F.conv3d(x, block.downsample[0].weight, stride=(1, 2, 2)),
-             block.downsample[1])
-    with torch.no_grad():
-        torch.testing.assert_close(block(x), F.relu(y + idt))
-
-
-@pytest.mark.parametrize('impl', ['auto', 'conv3d', 'fold2d', 'fold2d_gemm'])
-@pytest.mark.parametrize('cin,cout,kernel,stride,padding', [
-    (4, 6, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
-    (4, 6, (3, 1, 1), (1, 1, 1), (1, 0, 0)),
-    (4, 6, (5, 1, 1), (1, 1, 1), (2, 0, 0)),
-    (4, 6, (3, 1, 1), (1, 1, 1), (0, 0, 0)),
-    (4, 6, (1, 1, 1), (1, 2, 2), (0, 0, 0)),
-    (4, 6, (3, 3, 3), (1, 2, 2), (1, 1, 1)),
-    (1, 6, (1, 7, 7), (1, 2, 2), (0, 3, 3)),
-    (1, 6, (7, 7, 7), (1, 2, 2), (3, 3, 3)),
-])
-def test_slice_conv3d_equals_conv3d(impl, cin, cout, kernel, stride, padding):
-    torch.manual_seed(3)
-    conv = SliceConv3d(cin, cout, kernel, stride=stride, padding=padding, bias=True)
-    conv.impl = impl
-    x = torch.randn(2, cin, 5, 9, 10, requires_grad=True)
-    ref_x = x.detach().clone().requires_grad_(True)
-    y = conv(x)
-    ref = F.conv3d(ref_x, conv.weight, conv.bias, stride, padding)
-    torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-5)
-    y.square().sum().backward()
-    w_grad = conv.weight.grad.clone()
-    conv.weight.grad = None
-    ref.square().sum().backward()
-    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(w_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)
-
-
-def test_conv_routes_give_the_same_backbone_output():
-    model = tiny(num_slices=5).eval()
-    x = torch.randn(1, 5, 32, 32)
-    outs = {}
-    with torch.no_grad():
-        for impl in ('auto', 'conv3d', 'fold2d', 'fold2d_gemm'):
-            assert set_conv_impl(model, impl) == 1 + 4 * 4 + 4  # stem, 4 per block, shortcuts
-            outs[impl] = model(x)
-    for impl in ('conv3d', 'fold2d', 'fold2d_gemm'):
-        for a, b in zip(outs['auto'], outs[impl]):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match='impl must be one of'):
-        set_conv_impl(model, 'winograd')
 
 
 def test_frozen_stages_have_no_grad_and_stay_in_eval():
@@ -249,8 +143,10 @@ def test_registered_and_alias():
 
 
 @pytest.mark.parametrize('kwargs,match', [
-    (dict(num_slices=8), 'num_slices must be an odd int >= 3'),
-    (dict(num_slices=1), 'num_slices must be an odd int >= 3'),
+    (dict(num_slices=8), r'MP3DResNet: num_slices must be an odd int >= 1 \(the key slice'),
+    (dict(num_slices=None), r'MP3DResNet: num_slices is not set: a config sets num_slices '
+     'once, at its top level'),
+    (dict(num_slices=0), 'num_slices must be an odd int >= 1'),
     (dict(num_slices=9.0), 'num_slices must be an odd int'),
     (dict(conv_type='2d'), 'conv_type must be one of'),
     (dict(slice_pooling='max'), 'slice_pooling must be one of'),
@@ -286,8 +182,7 @@ def test_full_size_backbone_parameter_counts():
 
 
 def test_detector_config_parameter_count():
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, 'configs/_base_/models/mp3d_fpn.py'))
+    cfg = load_config(osp.join(REPO, 'configs/_base_/models/mp3d_fpn.py'))
     with torch.device('meta'):
         detector = MODELS.build(cfg.model)
     n = sum(p.numel() for p in detector.parameters())
@@ -296,25 +191,11 @@ def test_detector_config_parameter_count():
     assert sum(p.numel() for p in detector.neck[0].parameters()) == 34_560
 
 
-@pytest.mark.parametrize('k,batch,bias', [(3, 2, False), (5, 1, True), (3, 1, True)])
-def test_along_slice_gemm_gradcheck(k, batch, bias):
-    from mp3d_mmdet.models.backbones.slice_ops import conv_along_slices_gemm
-    torch.manual_seed(4)
-    x = torch.randn(batch, 3, 4, 2, 3, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(5, 3, k, 1, 1, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(5, dtype=torch.float64, requires_grad=True) if bias else None
-    inputs = (x, w, b) if bias else (x, w)
-    torch.autograd.gradcheck(lambda *a: conv_along_slices_gemm(*a), inputs)
-    torch.testing.assert_close(conv_along_slices_gemm(x, w, b),
-                               F.conv3d(x, w, b, padding=(k // 2, 0, 0)))
-
-
 def test_detector_config_trains_and_predicts_on_slices():
     """The paper's detector config end to end (loss + predict) on a 9 x 64 x 64 input."""
-    from mmengine.config import Config
     from mmengine.structures import InstanceData
     from mmdet.structures import DetDataSample
-    cfg = Config.fromfile(osp.join(REPO, 'configs/_base_/models/mp3d_fpn.py'))
+    cfg = load_config(osp.join(REPO, 'configs/_base_/models/mp3d_fpn.py'))
     torch.manual_seed(0)
     detector = MODELS.build(cfg.model)
     sample = DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),

@@ -63,7 +63,8 @@ def test_kaiming_fusion_init_and_parameter_count():
 
 @pytest.mark.parametrize('num_slices', [6, 4, 1, 0])
 def test_bad_slice_count(num_slices):
-    with pytest.raises(ValueError, match='num_slices must be an odd multiple'):
+    with pytest.raises(ValueError, match=r'ResNet3DCE: num_slices must be (an odd int >= 1|a '
+                       r'multiple of slices_per_group=3)'):
         ResNet3DCE(num_slices=num_slices, resnet=TINY_R50)
 
 

@@ -66,8 +66,9 @@ def test_mismatched_input_raises():
 @pytest.mark.parametrize('kwargs,match', [
     (dict(in_channels=[4], num_slices=[9, 9]), 'one per level'),
     (dict(in_channels=[4], num_slices=0), 'positive int'),
-    (dict(in_channels=[4], init_mode='random'), 'init_mode'),
-    (dict(in_channels=[]), 'in_channels'),
+    (dict(in_channels=[4], num_slices=9, init_mode='random'), 'init_mode'),
+    (dict(in_channels=[], num_slices=9), 'in_channels'),
+    (dict(in_channels=[4]), 'GroupTransform: num_slices is not set'),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -101,5 +102,38 @@ def test_loading_another_slice_count_resamples_and_logs():
     expected = torch.tensor([0., 2., 4., 6., 8.]) * 9 / 5
     for c in dst.convs:
         torch.testing.assert_close(c.weight[0, :, 0, 0], expected)
-    with pytest.raises(RuntimeError, match='size mismatch'):  # other shapes: reported
+    # one level alone (a partial state dict) is resampled too
+    part = GroupTransform(in_channels=[4, 8], num_slices=5)
+    with mock.patch('mp3d_mmdet.models.necks.group_transform.print_log') as log:
+        part.load_state_dict({'convs.1.weight': src.state_dict()['convs.1.weight']},
+                             strict=False)
+    assert log.call_count == 1 and 'convs.1.weight' in log.call_args.args[0]
+    torch.testing.assert_close(part.convs[1].weight[0, :, 0, 0], expected)
+    with pytest.raises(RuntimeError, match=r'size mismatch for convs.0.weight: copying a param '
+                       r'with shape torch.Size\(\[4, 9, 1, 1\]\)'):  # other shapes: reported
         GroupTransform(in_channels=[2, 8], num_slices=9).load_state_dict(src.state_dict())
+
+
+def test_adapt_gtm_weights_is_the_one_rule():
+    from mp3d_mmdet.models.necks import adapt_gtm_weights, gtm_weight_levels
+    sd = {'neck.0.convs.0.weight': torch.full((4, 9, 1, 1), 1 / 9),
+          'neck.0.convs.1.weight': torch.full((8, 5, 1, 1), 1 / 5),
+          'neck.1.lateral_convs.0.conv.weight': torch.zeros(2, 4, 1, 1)}
+    assert gtm_weight_levels(sd) == {0: 'neck.0.convs.0.weight', 1: 'neck.0.convs.1.weight'}
+    out, adapted = adapt_gtm_weights(sd, 5)
+    assert adapted == [('neck.0.convs.0.weight', (4, 9, 1, 1), (4, 5, 1, 1))]
+    torch.testing.assert_close(out['neck.0.convs.0.weight'], torch.full((4, 5, 1, 1), 0.2))
+    assert out['neck.0.convs.1.weight'] is sd['neck.0.convs.1.weight']  # already 5 slices
+    assert out['neck.1.lateral_convs.0.conv.weight'] is sd['neck.1.lateral_convs.0.conv.weight']
+    out, adapted = adapt_gtm_weights(sd, [3, 1])  # one depth per level
+    assert [new for _, _, new in adapted] == [(4, 3, 1, 1), (8, 1, 1, 1)]
+    # a level the state dict lacks, or of other channels, is left to the loader to report
+    out, adapted = adapt_gtm_weights(sd, [3, 3, 3])
+    assert [key for key, _, _ in adapted] == ['neck.0.convs.0.weight', 'neck.0.convs.1.weight']
+    out, adapted = adapt_gtm_weights({'neck.0.convs.1.weight': sd['neck.0.convs.1.weight']}, 3)
+    assert adapted == [('neck.0.convs.1.weight', (8, 5, 1, 1), (8, 3, 1, 1))]
+    out, adapted = adapt_gtm_weights(sd, 3, channels=[4, 16])
+    assert [key for key, _, _ in adapted] == ['neck.0.convs.0.weight']
+    with pytest.raises(ValueError, match=r'adapt_gtm_weights: num_slices must be a positive int '
+                       r'or one per level \(2\)'):
+        adapt_gtm_weights(sd, [3, 0])

@@ -1,0 +1,18 @@
+"""The plugin's command-line tools, installed as console commands by ``pip install``:
+
+=======================================  ==========================================================
+command                                  what it does
+=======================================  ==========================================================
+``mp3d-detect-volume``                   lesion detection in a whole CT volume (NIfTI, DICOM, ...)
+``mp3d-eval-froc``                       FROC / mAP report of saved detections
+``mp3d-draw-detections``                 detections against ground truth on key slices
+``mp3d-make-synthetic-deeplesion``       a synthetic data set in the DeepLesion layout
+``mp3d-convert-pretraining-checkpoint``  COCO pre-training -> N-slice detector init
+``mp3d-quick-check``                     a few training and test iterations of any config on CPU
+=======================================  ==========================================================
+
+Each module's ``main(argv)`` returns the exit status -- 0 done, 1 an error (one line on stderr
+naming the file or argument), 2 unusable command-line arguments (argparse) -- and
+``python tools/<name>.py`` runs the same ``main`` from a checkout (``tools/model_converters/``
+for the converters).
+"""

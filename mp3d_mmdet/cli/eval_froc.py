@@ -1,0 +1,211 @@
+"""Evaluate saved DeepLesion detections with the FROC metric (same report as in training).
+
+Reads either
+
+* the pickle that ``mim test mmdet CONFIG --checkpoint CKPT --out results.pkl`` (mmdet's
+  ``DumpDetResults``) writes: a list of data-sample dicts with ``pred_instances`` in original
+  image coordinates, and -- with this project's test pipeline -- the ground truth in
+  ``instances`` / ``slice_interval``; or
+* the JSON that ``FROCMetric(outfile_prefix=...)`` writes (``<prefix>.froc_records.json``),
+  which holds predictions and ground truth,
+
+and prints the sensitivities at 0.5..16 FPs per image, their 0.5-4 mean, mAP@0.5 and the
+lesion type / size / slice-interval breakdowns. ``--ann DL_info.csv`` takes the ground truth
+from the DeepLesion annotation file instead (through ``DeepLesionDataset``, matched on
+``img_id``; every image of the split must have an entry in the predictions).
+
+Examples::
+
+    mp3d-eval-froc work_dirs/mp3d/results.pkl
+    mp3d-eval-froc results.pkl --ann data/DeepLesion/DL_info.csv --split test \\
+        --plot-dir work_dirs/mp3d --summary work_dirs/mp3d/froc_summary.json
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+PROG = 'mp3d-eval-froc'
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description='FROC / mAP@0.5 evaluation of saved DeepLesion detections',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('predictions',
+                        help='.pkl from `mim test ... --out` or .json from FROCMetric')
+    parser.add_argument('--ann', default=None,
+                        help='DeepLesion DL_info.csv to take the ground truth from (default: the '
+                        'ground truth stored in the prediction file)')
+    parser.add_argument('--split', default='test', choices=['train', 'val', 'test'],
+                        help='split of --ann to evaluate')
+    parser.add_argument('--keep-noisy', action='store_true',
+                        help='with --ann: keep the Possibly_noisy lesions (the published '
+                        'evaluations exclude them)')
+    parser.add_argument('--fps', type=float, nargs='+', default=[0.5, 1, 2, 4, 8, 16],
+                        help='FP-per-image rates to report')
+    parser.add_argument('--iou-thr', type=float, default=0.5, help='IoU threshold of a hit')
+    parser.add_argument('--continuous-iou', action='store_true',
+                        help='IoU in continuous coordinates instead of the published +1 pixel '
+                        'convention')
+    parser.add_argument('--no-map', action='store_true', help='skip mAP (pycocotools)')
+    parser.add_argument('--no-breakdowns', action='store_true',
+                        help='skip the lesion type / size / slice interval breakdowns')
+    parser.add_argument('--out-of-subset-detections', default='false_positive',
+                        choices=['false_positive', 'ignore'],
+                        help='type/size breakdowns: what a detection overlapping only lesions '
+                        'outside the subset counts as')
+    parser.add_argument('--plot-dir', default=None,
+                        help='write the FROC curves to <plot-dir>/froc_curve.png')
+    parser.add_argument('--summary', default=None,
+                        help='write the metrics and the evaluation settings to this JSON file')
+    return parser.parse_args(argv)
+
+
+def load_prediction_samples(path: str) -> List[Dict[str, Any]]:
+    """Read a prediction file as data-sample-like dicts (what ``FROCMetric.process`` takes).
+
+    Args:
+        path: ``.pkl``/``.pickle`` (list of data-sample dicts) or ``.json`` (FROC records).
+
+    Returns:
+        One dict per image with ``img_id``, ``pred_instances`` (``bboxes``, ``scores``) and,
+        where the file has them, ``img_path``, ``instances`` and ``slice_interval``. A
+        pickle is unpickled with an allow-list of plain-data types: one that would build
+        anything else (and so could run code) is refused.
+
+    Raises:
+        FileNotFoundError / ValueError: missing file, unknown extension or content.
+    """
+    from mp3d_mmdet.evaluation.metrics.froc_records import (load_detection_dump,
+                                                            load_records_json)
+
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'prediction file not found: {path}')
+    extension = osp.splitext(path)[1].lower()
+    if extension in ('.pkl', '.pickle'):
+        return load_detection_dump(path)
+    if extension == '.json':
+        samples = []
+        for record in load_records_json(path):
+            instances = [
+                dict(bbox=box, ignore_flag=0, lesion_type=int(lesion_type),
+                     long_diameter_mm=float(diameter))
+                for box, lesion_type, diameter in zip(record['gt_bboxes'].tolist(),
+                                                      record['gt_lesion_types'],
+                                                      record['gt_long_diameters_mm'])
+            ]
+            sample = dict(img_id=record['img_id'], img_path=record['img_path'],
+                          pred_instances=dict(bboxes=record['pred_bboxes'],
+                                              scores=record['pred_scores']),
+                          instances=instances)
+            if not math.isnan(record['slice_interval']):
+                sample['slice_interval'] = record['slice_interval']
+            samples.append(sample)
+        return samples
+    raise ValueError(f'{path}: unknown prediction file type {extension!r} (use .pkl or .json)')
+
+
+def attach_csv_ground_truth(samples: List[Dict[str, Any]], ann: str, split: str,
+                            keep_noisy: bool) -> List[Dict[str, Any]]:
+    """Replace each sample's ground truth by the ``DeepLesionDataset`` item of its ``img_id``.
+
+    Raises:
+        ValueError: duplicated ``img_id`` in the predictions, predictions for images outside
+            the split, or images of the split without predictions.
+    """
+    from mp3d_mmdet.datasets import DeepLesionDataset
+
+    dataset = DeepLesionDataset(data_root=osp.dirname(osp.abspath(ann)),
+                                ann_file=osp.basename(ann), split=split,
+                                exclude_noisy=not keep_noisy, check_files=False, pipeline=[],
+                                test_mode=True, lazy_init=False)
+    items = {info['img_id']: info for info in map(dataset.get_data_info, range(len(dataset)))}
+    seen = set()
+    merged = []
+    for sample in samples:
+        img_id = sample['img_id']
+        if img_id in seen:
+            raise ValueError(f'the predictions hold img_id={img_id!r} more than once')
+        seen.add(img_id)
+        if img_id not in items:
+            raise ValueError(f"img_id={img_id!r} of the predictions is not a key slice of the "
+                             f"'{split}' split of {ann} (wrong --split or --keep-noisy?)")
+        item = items[img_id]
+        merged.append(dict(sample, img_path=item['img_path'], instances=item['instances'],
+                           slice_interval=item['slice_interval']))
+    missing = [img_id for img_id in items if img_id not in seen]
+    if missing:
+        raise ValueError(f"{len(missing)} of the {len(items)} key slices of the '{split}' split "
+                         f'of {ann} have no entry in the predictions (first img_id='
+                         f'{missing[0]!r}): the FP rate must be divided by all images')
+    return merged
+
+
+def evaluate(args: argparse.Namespace) -> Dict[str, float]:
+    """Run the evaluation described by the parsed arguments; returns the metrics (prefixed)."""
+    import mp3d_mmdet  # noqa: F401  (registers the metric)
+    from mp3d_mmdet.evaluation.metrics import FROCMetric
+    from mp3d_mmdet.utils.safe_files import atomic_write, check_not_input
+
+    outputs = [(args.summary, '--summary')]
+    if args.plot_dir is not None:
+        outputs.append((osp.join(args.plot_dir, 'froc_curve.png'), '--plot-dir'))
+    for output, option in outputs:
+        if output is not None:
+            check_not_input(output, [args.predictions] + ([args.ann] if args.ann else []),
+                            option)
+
+    samples = load_prediction_samples(args.predictions)
+    if args.ann is not None:
+        samples = attach_csv_ground_truth(samples, args.ann, args.split, args.keep_noisy)
+    metric = FROCMetric(fps=args.fps, iou_thr=args.iou_thr,
+                        legacy_plus_one=not args.continuous_iou, compute_map=not args.no_map,
+                        breakdowns=not args.no_breakdowns,
+                        out_of_subset_detections=args.out_of_subset_detections,
+                        breakdown_metrics=True, plot_froc=args.plot_dir is not None,
+                        out_dir=args.plot_dir)
+    try:
+        metric.process(None, samples)
+    except KeyError as error:
+        raise ValueError(f'{args.predictions}: {error.args[0]}; pass --ann DL_info.csv to take '
+                         f'the ground truth from the annotation file') from error
+    values = metric.compute_metrics(metric.results)
+    metrics = {f'{metric.prefix}/{key}': value for key, value in values.items()}
+    if args.summary is not None:
+        summary = dict(
+            predictions=osp.abspath(args.predictions),
+            ground_truth=osp.abspath(args.ann) if args.ann else 'prediction file',
+            split=args.split if args.ann else None,
+            num_images=len(samples),
+            num_lesions=int(sum(len(r['gt_bboxes']) for r in metric.results)),
+            iou_thr=args.iou_thr,
+            legacy_plus_one=not args.continuous_iou,
+            out_of_subset_detections=args.out_of_subset_detections,
+            metrics={k: (None if isinstance(v, float) and math.isnan(v) else float(v))
+                     for k, v in metrics.items()})
+        if osp.dirname(args.summary):
+            os.makedirs(osp.dirname(args.summary), exist_ok=True)
+        with atomic_write(args.summary) as f:
+            json.dump(summary, f, indent=2)
+    return metrics
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Evaluate and print the report; returns the exit status (0, or 1 after a one-line
+    error)."""
+    args = parse_args(argv)
+    try:
+        evaluate(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f'{PROG}: error: {error}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
