@@ -6,6 +6,9 @@
 #   ATEN_CPU_CAPABILITY=default                          (torch's scalar kernels)
 #   ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2     (what an AVX2-only CPU runs)
 # so that a result that holds on one CPU's instruction set (or thread count) only fails here.
+# The main run spreads the test files over one worker process per core (pytest-xdist,
+# `--dist loadfile`: a file's tests and its module fixtures stay in one worker);
+# MP3D_TEST_WORKERS=N sets the number, 0 runs in this process.
 # Extra arguments go to every pytest run, e.g. `bash tools/run_tests.sh -k froc -x`;
 # MP3D_CPU_VARIANTS=0 skips the two extra runs.
 set -Eeuo pipefail
@@ -13,7 +16,12 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MP3D_VENV:-$REPO/.venv}"
 bash "$REPO/tools/setup_env.sh"
 cd "$REPO"
-"$VENV/bin/python" -m pytest "$@"
+WORKERS="${MP3D_TEST_WORKERS:-$(nproc)}"
+XDIST=()
+if [[ "$WORKERS" != 0 ]]; then
+  XDIST=(-n "$WORKERS" --dist loadfile)
+fi
+"$VENV/bin/python" -m pytest "${XDIST[@]}" "$@"
 if [[ "${MP3D_CPU_VARIANTS:-1}" == 0 ]]; then
   exit 0
 fi

@@ -4,7 +4,8 @@
 #   bash tools/setup_env.sh            # creates/updates .venv/ at the repository root
 #
 # Installs torch, mmengine 0.10.7, mmcv 2.1.0 WITH compiled ops (built from the PyPI sdist
-# unless a matching wheel is cached), mmdet 3.3.0, openmim, SimpleITK, pycocotools, pytest and
+# unless a matching wheel is cached), mmdet 3.3.0, openmim, SimpleITK, pycocotools, pytest (with
+# pytest-xdist) and
 # this plugin in editable mode, then verifies that mmcv's compiled ops run.
 # Idempotent: on a ready environment it only re-verifies (a few seconds).
 #
@@ -32,7 +33,7 @@ MMCV_VERSION=2.1.0
 SETUPTOOLS_SPEC='setuptools>=77,<82'
 STACK=(
   'mmengine==0.10.7' 'mmdet==3.3.0' 'openmim==0.3.9' 'numpy>=1.23,<2' 'opencv-python>=4.5,<4.12'
-  'SimpleITK>=2.2' 'nibabel>=5' 'pycocotools>=2.0.6' 'matplotlib>=3.5' 'tqdm' 'pytest>=7' 'hypothesis>=6'
+  'SimpleITK>=2.2' 'nibabel>=5' 'pycocotools>=2.0.6' 'matplotlib>=3.5' 'tqdm' 'pytest>=7' 'pytest-xdist>=3' 'hypothesis>=6'
 )
 
 STEP='start'

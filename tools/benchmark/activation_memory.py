@@ -2,16 +2,16 @@
 
 One training-mode forward of each backbone on one input, counting every tensor autograd
 saves for the backward pass (``torch.autograd.graph.saved_tensors_hooks``; each storage
-once; parameters and the input left out). The count is exact and the same on every machine;
-on a GPU the peak memory of a training step is about this plus the weights, their gradients
-and the optimizer state, and cuDNN's workspace.
+once; parameters and the input left out). The models run on the ``meta`` device: shapes and
+dtypes only, so full-size inputs cost nothing and the count is exact and the same on every
+machine. On a GPU the peak memory of a training step is about this plus the weights, their
+gradients, the optimizer state and cuDNN's workspace.
 
-``--precision amp`` counts as CUDA's float16 autocast would save: convs (and their inputs and
-weights) in 16 bits, GroupNorm in float32 (CUDA autocast's rule for ``group_norm``: its input
-is cast up and its output stays float32); the 16-bit type used on the CPU is bfloat16, the
-same size. One difference from CUDA remains: CPU autocast runs ``max_pool3d`` in float32, so
-the stem's pooled map (one 64-channel map, under 1 % of the total) counts in float32 where
-CUDA would keep 16 bits. ``--precision fp32`` counts plain float32 training.
+``--precision amp`` counts what CUDA's float16 autocast saves, applying its rules by hand
+(autocast itself does not act on meta tensors): every conv casts its input and weight to 16
+bits and returns 16 bits; GroupNorm (CUDA autocast's float32 list) casts its input to float32
+and returns float32; everything else keeps the dtype it gets. ``--precision fp32`` counts
+plain float32 training.
 
 Examples::
 
@@ -39,6 +39,21 @@ import backbone_speed  # noqa: E402
 
 #: Variants this count supports (the others change speed, not what is saved).
 VARIANTS = ('default', 'half-norm', 'with-cp')
+#: The 16-bit type of CUDA autocast (the emulated mixed precision).
+HALF = torch.float16
+
+
+class HalfConv(nn.Module):
+    """A conv as CUDA autocast runs it: input and weight cast to 16 bits, 16-bit output."""
+
+    def __init__(self, conv: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        bias = None if conv.bias is None else conv.bias.to(HALF)
+        return conv._conv_forward(x.to(HALF), conv.weight.to(HALF), bias)
 
 
 class Float32GroupNorm(nn.Module):
@@ -50,8 +65,36 @@ class Float32GroupNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = self.norm
-        with torch.autocast(x.device.type, enabled=False):
-            return F.group_norm(x.float(), norm.num_groups, norm.weight, norm.bias, norm.eps)
+        return F.group_norm(x.float(), norm.num_groups, norm.weight, norm.bias, norm.eps)
+
+
+class HalfGroupNorm(nn.Module):
+    """``nn.GroupNorm`` on a 16-bit input in 16 bits (the ``half-norm`` variant)."""
+
+    def __init__(self, norm: nn.GroupNorm) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.norm
+        return F.group_norm(x, norm.num_groups, norm.weight.to(x.dtype),
+                            norm.bias.to(x.dtype), norm.eps)
+
+
+def emulate_amp(model: nn.Module, half_norm: bool = False) -> nn.Module:
+    """Wrap every conv and GroupNorm of ``model`` (in place) so that a float32 forward
+    follows CUDA autocast's dtype rules (module docstring); ``half_norm``: GroupNorm in 16
+    bits instead."""
+    backbone_speed.replace_modules(model, lambda m: isinstance(m, (nn.Conv2d, nn.Conv3d)),
+                                   HalfConv)
+    backbone_speed.replace_modules(model, lambda m: isinstance(m, nn.GroupNorm),
+                                   HalfGroupNorm if half_norm else Float32GroupNorm)
+    return model
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    """One key per storage, on any device (meta storages have no data pointer)."""
+    return t.untyped_storage()._cdata
 
 
 @contextlib.contextmanager
@@ -64,14 +107,15 @@ def count_saved(exclude: Sequence[torch.Tensor]) -> Iterator[Dict[str, int]]:
     Yields:
         dict: dtype name -> bytes, filled when the block ends.
     """
-    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    skip = {_storage_key(t) for t in exclude}
     storages: Dict[int, tuple] = {}
+    keep: List[torch.Tensor] = []  # alive until counted, so that no key is reused
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in skip and storage.nbytes() > 0:
-            storages[storage.data_ptr()] = (str(t.dtype).replace('torch.', ''),
-                                            storage.nbytes())
+        key = _storage_key(t)
+        if key not in skip and t.untyped_storage().nbytes() > 0:
+            storages[key] = (str(t.dtype).replace('torch.', ''), t.untyped_storage().nbytes())
+            keep.append(t)
         return t
 
     counts: Dict[str, int] = defaultdict(int)
@@ -81,24 +125,21 @@ def count_saved(exclude: Sequence[torch.Tensor]) -> Iterator[Dict[str, int]]:
         counts[dtype] += nbytes
 
 
-def saved_bytes(model: nn.Module, x: torch.Tensor, precision: str) -> Dict[str, int]:
+def saved_bytes(model: nn.Module, x: torch.Tensor) -> Dict[str, int]:
     """Bytes saved for the backward pass by one training forward of ``model`` on ``x``.
 
     Args:
-        model: the backbone, in training mode.
-        x: its input, ``(B, N, H, W)`` or ``(B, 3, H, W)``.
-        precision: ``'amp'`` (16-bit convs, float32 GroupNorm) or ``'fp32'``.
+        model: the backbone (put in training mode here); wrapped by :func:`emulate_amp`
+            for mixed precision.
+        x: its input, ``(B, N, H, W)`` or ``(B, 3, H, W)``, on the model's device.
 
     Returns:
         dict: dtype name -> bytes, and ``'total'``.
     """
     model.train()
-    exclude = list(model.parameters()) + [x]
-    amp = precision == 'amp'
-    with count_saved(exclude) as counts:
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
-            outs = model(x)
-            del outs
+    with count_saved(list(model.parameters()) + [x]) as counts:
+        outs = model(x)
+        del outs
     result = dict(counts)
     result['total'] = sum(counts.values())
     return result
@@ -138,17 +179,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         models = backbone_speed.build_models(args, with_cp=variant == 'with-cp')
         totals = {}
         for name, (builder, shape) in models.items():
-            model = builder()
-            if variant == 'half-norm':
-                backbone_speed.replace_modules(model, lambda m: isinstance(m, nn.GroupNorm),
-                                               backbone_speed.HalfGroupNorm)
-            elif args.precision == 'amp':
-                backbone_speed.replace_modules(model, lambda m: isinstance(m, nn.GroupNorm),
-                                               Float32GroupNorm)
-            x = torch.randn(shape)
+            with torch.device('meta'):
+                model = builder()
+                x = torch.empty(shape)
+            if args.precision == 'amp':
+                emulate_amp(model, half_norm=variant == 'half-norm')
             if variant == 'with-cp':
                 x.requires_grad_()  # blocks checkpoint only when their input needs grad
-            counts = saved_bytes(model, x, args.precision)
+            counts = saved_bytes(model, x)
             totals[name] = counts['total']
             rows.append(dict(model=name, variant=variant, **counts))
             del model
