@@ -8,6 +8,7 @@ command                                  what it does
 ``mp3d-draw-detections``                 detections against ground truth on key slices
 ``mp3d-make-synthetic-deeplesion``       a synthetic data set in the DeepLesion layout
 ``mp3d-convert-pretraining-checkpoint``  COCO pre-training -> N-slice detector init
+``mp3d-convert-official-checkpoint``     official MP3D checkpoint -> this plugin's layout
 ``mp3d-quick-check``                     a few training and test iterations of any config on CPU
 =======================================  ==========================================================
 

@@ -80,6 +80,8 @@ class ConversionReport:
         carried: ``(key, shape)`` of the tensors copied unchanged.
         adapted: ``(key, old shape, new shape)`` of the resampled GTM weights.
         dropped: ``(key, shape)`` of the tensors left out.
+        renamed: ``(source key, new key, shape)`` of the tensors copied under another
+            name (conversions from other code bases, :mod:`.official_mp3d`).
     """
 
     backbone: str
@@ -89,20 +91,24 @@ class ConversionReport:
     carried: List[Tuple[str, Shape]] = field(default_factory=list)
     adapted: List[Tuple[str, Shape, Shape]] = field(default_factory=list)
     dropped: List[Tuple[str, Shape]] = field(default_factory=list)
+    renamed: List[Tuple[str, str, Shape]] = field(default_factory=list)
 
     def table(self) -> str:
-        """A text table: carried keys grouped by module, adapted and dropped keys one by one.
+        """A text table: renamed and carried keys grouped by (new) module, adapted and
+        dropped keys one by one.
 
         Columns: action, number of tensors, number of values, module or key, shape(s).
         """
         rows: List[Tuple[str, str, str, str, str]] = []
-        groups: Dict[str, List[int]] = OrderedDict()
-        for key, shape in self.carried:
-            counts = groups.setdefault(_module_group(key), [0, 0])
-            counts[0] += 1
-            counts[1] += math.prod(shape)
-        for group, (tensors, values) in groups.items():
-            rows.append(('carried', str(tensors), f'{values:,}', group, ''))
+        for action, entries in (('renamed', [(new, shape) for _, new, shape in self.renamed]),
+                                ('carried', self.carried)):
+            groups: Dict[str, List[int]] = OrderedDict()
+            for key, shape in entries:
+                counts = groups.setdefault(_module_group(key), [0, 0])
+                counts[0] += 1
+                counts[1] += math.prod(shape)
+            for group, (tensors, values) in groups.items():
+                rows.append((action, str(tensors), f'{values:,}', group, ''))
         for key, old, new in self.adapted:
             rows.append(('adapted', '1', f'{math.prod(old):,} -> {math.prod(new):,}', key,
                          f'{old} -> {new}'))
@@ -113,8 +119,9 @@ class ConversionReport:
         lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
                  for r in [header] + rows]
         lines.insert(1, '  '.join('-' * w for w in widths))
-        lines.append(f'total: {len(self.carried)} carried, {len(self.adapted)} adapted '
-                     f'(GTM: {GTM_RULE}), {len(self.dropped)} dropped')
+        renamed = f'{len(self.renamed)} renamed, ' if self.renamed else ''
+        lines.append(f'total: {renamed}{len(self.carried)} carried, {len(self.adapted)} '
+                     f'adapted (GTM: {GTM_RULE}), {len(self.dropped)} dropped')
         return '\n'.join(lines)
 
 

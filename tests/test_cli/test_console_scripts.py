@@ -10,7 +10,8 @@ from importlib.metadata import distribution
 import mp3d_mmdet.cli
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-WRAPPER_FOLDERS = {'convert_pretraining_checkpoint': 'tools/model_converters'}
+WRAPPER_FOLDERS = {'convert_pretraining_checkpoint': 'tools/model_converters',
+                   'official_mp3d': 'tools/model_converters'}
 
 
 def cli_modules():
@@ -28,7 +29,7 @@ def test_each_cli_module_is_a_console_script_named_by_its_prog():
         wrapper = osp.join(REPO, WRAPPER_FOLDERS.get(name, 'tools'), f'{name}.py')
         assert f"run_module('mp3d_mmdet.cli.{name}'" in open(wrapper).read(), wrapper
     assert scripts == expected
-    assert len(expected) == 6
+    assert len(expected) == 7
 
 
 def test_installed_command_runs():

@@ -34,6 +34,15 @@ def test_training_figures_skip_the_first_interval_and_take_the_peak(tmp_path):
     assert figures['validation'] == {'froc/sens@0.5': 0.25, 'froc/mAP@0.5': 0.5}
 
 
+def test_mp3d_vs_mr3d_line_states_the_targets():
+    rows = dict(mp3d=dict(best_ms=35.0, peak_mib=5000.0),
+                mr3d=dict(best_ms=50.0, peak_mib=4000.0))
+    assert gpu_check.mp3d_vs_mr3d(dict(mode='train', rows=rows)) == (
+        'MP3D / MR3D: time 0.70x (target <= 0.7x), peak memory 1.25x (target <= 1x)')
+    assert gpu_check.mp3d_vs_mr3d(dict(mode='eval', rows=rows)) is None
+    assert gpu_check.mp3d_vs_mr3d(dict(mode='train', rows={'mp3d': rows['mp3d']})) is None
+
+
 def test_training_figures_name_the_missing_log(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         gpu_check.training_figures(str(tmp_path))

@@ -27,6 +27,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 #: Training iterations per log line (the step time is averaged over them).
 LOG_INTERVAL = 5
+#: The targets of the GPU issue: MP3D-63 / MR3D forward + backward time and peak memory, and
+#: the paper detector's training peak memory at batch 2 (the paper's 12 GB TITAN V).
+TARGET_TIME_RATIO, TARGET_MEMORY_RATIO, TARGET_TRAIN_MEMORY_GB = 0.7, 1.0, 12.0
 
 
 def machine_facts() -> Dict[str, Any]:
@@ -144,7 +147,10 @@ def markdown(summary: Dict[str, Any]) -> str:
             f"| step time, median of {LOG_INTERVAL}-iteration means after the first | "
             f"{train['step_time_s'] * 1e3:.0f} ms |",
             f"| data time per step | {train['data_time_s'] * 1e3:.0f} ms |",
-            f"| peak memory (max_memory_allocated) | {_fmt(train['peak_memory_mib'])} MiB |",
+            f"| peak memory (max_memory_allocated) | {_fmt(train['peak_memory_mib'])} MiB"
+            + ('' if train['peak_memory_mib'] is None else
+               f" = {train['peak_memory_mib'] * 2**20 / 1e9:.1f} GB (target <= "
+               f'{TARGET_TRAIN_MEMORY_GB:g} GB)') + ' |',
             f"| loss, first -> last logged | {train['first_loss']:.3f} -> "
             f"{train['last_loss']:.3f} |"]
     if test:
@@ -160,7 +166,24 @@ def markdown(summary: Dict[str, Any]) -> str:
             lines += [f"| {name} | {row['gmacs']:.1f} | {row['best_ms']:.1f} | "
                       f"{row['median_ms']:.1f} | {_fmt(row['peak_mib'])} |"
                       for name, row in table['rows'].items()]
+            ratio = mp3d_vs_mr3d(table)
+            if ratio:
+                lines.append(ratio)
     return '\n'.join(lines)
+
+
+def mp3d_vs_mr3d(table: Dict[str, Any]) -> Optional[str]:
+    """The line comparing MP3D-63 with MR3D in a forward + backward table against the
+    targets (None for other tables)."""
+    rows = table['rows']
+    if table['mode'] != 'train' or not {'mp3d', 'mr3d'} <= set(rows):
+        return None
+    time_ratio = rows['mp3d']['best_ms'] / rows['mr3d']['best_ms']
+    line = (f'MP3D / MR3D: time {time_ratio:.2f}x (target <= {TARGET_TIME_RATIO:g}x)')
+    if rows['mp3d']['peak_mib'] is not None:
+        memory_ratio = rows['mp3d']['peak_mib'] / rows['mr3d']['peak_mib']
+        line += f', peak memory {memory_ratio:.2f}x (target <= {TARGET_MEMORY_RATIO:g}x)'
+    return line
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

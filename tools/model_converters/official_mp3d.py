@@ -1,0 +1,10 @@
+#!/usr/bin/env python
+"""``python tools/model_converters/official_mp3d.py SRC DST [--num-slices N] [--num-classes K]``
+from a checkout = the ``mp3d-convert-official-checkpoint`` command
+(:mod:`mp3d_mmdet.cli.official_mp3d`, over :mod:`mp3d_mmdet.converters.official_mp3d`)."""
+import os.path as osp
+import runpy
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
+runpy.run_module('mp3d_mmdet.cli.official_mp3d', run_name='__main__', alter_sys=True)
