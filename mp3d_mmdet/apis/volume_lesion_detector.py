@@ -59,7 +59,7 @@ from ..datasets.slice_sampling import neighbour_positions, sample_slices_from_vo
 from ..datasets.transforms.slice_wise_resize import SliceWiseResize
 from ..utils.checkpoint_files import CheckpointFileError, load_state_dict_file
 from ..utils.config import ConfigError, load_config, parse_config_text, type_name
-from ..utils.torchvision_ops import route_cuda_ops_if_needed
+from ..utils.torchvision_ops import ROUTED_NOTE, route_cuda_ops_if_needed
 from .ct_volume import CTVolume
 
 __all__ = ['InferenceSetupError', 'SliceInputSettings', 'SliceDetections',
@@ -341,8 +341,7 @@ class VolumeLesionDetector:
         except RuntimeError as error:
             raise InferenceSetupError(str(error)) from None
         if routed:
-            self.warnings.append('mmcv has no CUDA ops: nms and RoIAlign run torchvision\'s '
-                                 'CUDA kernels (mp3d_mmdet.utils.torchvision_ops)')
+            self.warnings.append(ROUTED_NOTE)
         self.model.to(self.device)
         self.model.eval()
 

@@ -30,20 +30,18 @@ only the backbone (``backbone.``-prefixed, or the backbone's own keys without th
 the official backbone loads its pre-trained file). Anything else is refused with one line
 naming what is missing (:func:`check_official_state_dict`).
 """
-import os
-import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
-import torch
 from torch import Tensor
 
 from ..models.necks.group_transform import adapt_gtm_weights
-from ..utils.checkpoint_files import load_state_dict_file
-from ..utils.safe_files import atomic_write, check_not_input
+from ..utils.checkpoint_files import load_state_dict_file, strip_module_prefix
+from ..utils.safe_files import check_not_input
 from ..utils.validation import check_num_slices
-from .pretraining import DROPPED_PREFIXES, GTM_PREFIX, GTM_RULE, ConversionReport
+from .pretraining import (DROPPED_PREFIXES, GTM_PREFIX, GTM_RULE, ConversionReport,
+                          save_converted_checkpoint)
 
 __all__ = [
     'OFFICIAL_BLOCK_RENAMES', 'check_official_state_dict', 'convert_official_state_dict',
@@ -66,10 +64,9 @@ _BACKBONE_STEM = ('backbone.conv1_custom.', 'backbone.norm1.')
 
 def _canonical_keys(state_dict: Mapping[str, Tensor]) -> 'OrderedDict[str, Tensor]':
     """Strip a ``module.`` prefix and add ``backbone.`` to a bare backbone's keys."""
-    stripped = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
-                           for k, v in state_dict.items())
+    stripped = strip_module_prefix(state_dict)
     if any(k.startswith('backbone.') for k in stripped):
-        return stripped
+        return OrderedDict(stripped)
     return OrderedDict(('backbone.' + k, v) for k, v in stripped.items())
 
 
@@ -228,7 +225,5 @@ def convert_official_checkpoint(src: str, dst: str, num_slices: Optional[int] = 
         source_num_classes=report.num_classes, gtm_rule=GTM_RULE,
         renamed=len(report.renamed), adapted=[k for k, _, _ in report.adapted],
         dropped=[k for k, _ in report.dropped]))
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    with atomic_write(dst, 'wb') as handle:
-        torch.save(dict(meta=meta, state_dict=new_state_dict), handle)
+    save_converted_checkpoint(dst, new_state_dict, meta)
     return report

@@ -40,7 +40,7 @@ import os
 import os.path as osp
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -52,7 +52,7 @@ from ..utils.validation import check_num_slices
 
 __all__ = [
     'GTM_PREFIX', 'DROPPED_PREFIXES', 'ConversionReport', 'check_mp3d_fpn_state_dict',
-    'convert_pretrained_state_dict', 'convert_pretrained_checkpoint'
+    'convert_pretrained_state_dict', 'convert_pretrained_checkpoint', 'save_converted_checkpoint'
 ]
 
 #: Key prefix of the GroupTransform, the first element of the detector's neck list.
@@ -260,7 +260,15 @@ def convert_pretrained_checkpoint(src: str, dst: str, num_slices: int = 9) -> Co
             adapted=[k for k, _, _ in report.adapted],
             dropped=[k for k, _ in report.dropped]),
         pretraining=pretraining)
+    save_converted_checkpoint(dst, new_state_dict, meta)
+    return report
+
+
+def save_converted_checkpoint(dst: str, state_dict: Mapping[str, Tensor],
+                              meta: Dict[str, Any]) -> None:
+    """Write ``{'meta': meta, 'state_dict': state_dict}`` to ``dst`` (its folder created),
+    whole or not at all (a temporary file renamed into place); loadable with ``load_from``
+    and ``torch.load(weights_only=True)``."""
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     with atomic_write(dst, 'wb') as handle:
-        torch.save(dict(meta=meta, state_dict=new_state_dict), handle)
-    return report
+        torch.save(dict(meta=meta, state_dict=state_dict), handle)

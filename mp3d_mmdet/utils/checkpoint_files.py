@@ -22,7 +22,8 @@ from typing import Any, Dict, Mapping, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['CheckpointFileError', 'check_checkpoint_file', 'load_state_dict_file']
+__all__ = ['CheckpointFileError', 'check_checkpoint_file', 'load_state_dict_file',
+           'strip_module_prefix']
 
 _ZIP_MAGIC = b'PK\x03\x04'
 _PICKLE_PROTOCOL_OPCODE = b'\x80'
@@ -113,6 +114,12 @@ def load_state_dict_file(path: str, what: str = 'checkpoint'
         raise CheckpointFileError(f'{path}: holds {found}, no state dict; expected a {what} '
                                   "(a dict with 'state_dict', as mmengine writes, or a dict "
                                   'of tensors)')
+    return strip_module_prefix(state_dict), dict(meta)
+
+
+def strip_module_prefix(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """The state dict without the ``module.`` that a DataParallel / DDP wrapper puts before
+    every key (unchanged, as a new dict in the same order, unless every key has it)."""
     if state_dict and all(k.startswith('module.') for k in state_dict):
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    return dict(state_dict), dict(meta)
+        return {k[len('module.'):]: v for k, v in state_dict.items()}
+    return dict(state_dict)

@@ -26,9 +26,13 @@ from typing import Any, Dict, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ['mmcv_has_cuda_ops', 'route_cuda_ops_if_needed', 'route_mmcv_ops_to_torchvision',
-           'unroute_mmcv_ops', 'torchvision_nms', 'torchvision_roi_align']
+__all__ = ['ROUTED_NOTE', 'mmcv_has_cuda_ops', 'route_cuda_ops_if_needed',
+           'route_mmcv_ops_to_torchvision', 'unroute_mmcv_ops', 'torchvision_nms',
+           'torchvision_roi_align']
 
+#: What the runner and the volume detector say when they install the routing.
+ROUTED_NOTE = ("mmcv has no CUDA ops: nms and RoIAlign run torchvision's CUDA kernels "
+               '(mp3d_mmdet.utils.torchvision_ops)')
 #: (class, attribute) -> mmcv's original class attribute, while routing is installed.
 _ORIGINALS: Dict[Tuple[type, str], Any] = {}
 

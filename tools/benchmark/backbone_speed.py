@@ -170,6 +170,13 @@ class SpatialConvAs2d(nn.Module):
         return y.reshape(b, d, *y.shape[1:]).transpose(1, 2)
 
 
+def half_group_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm`` applied to a 16-bit ``x`` in its own dtype (torch's kernel accumulates the
+    statistics in float32); ``(B, C, ...)`` in, same shape and dtype out."""
+    return F.group_norm(x, norm.num_groups, norm.weight.to(x.dtype), norm.bias.to(x.dtype),
+                        norm.eps)
+
+
 class HalfGroupNorm(nn.Module):
     """``nn.GroupNorm`` that, under autocast, normalises a 16-bit input in 16 bits
     (statistics accumulated in float32 by torch's kernel) instead of CUDA autocast's float32
@@ -185,8 +192,7 @@ class HalfGroupNorm(nn.Module):
                 x.device.type):
             return norm(x)
         with torch.autocast(x.device.type, enabled=False):
-            return F.group_norm(x, norm.num_groups, norm.weight.to(x.dtype),
-                                norm.bias.to(x.dtype), norm.eps)
+            return half_group_norm(norm, x)
 
 
 def replace_modules(model: nn.Module, match: Callable[[nn.Module], bool],

@@ -54,7 +54,7 @@ from ...utils.checkpoint_files import CheckpointFileError, check_checkpoint_file
 from ...utils.config import check_evaluator_inputs, resolve_config
 from ...utils.cpu_memory import retain_freed_cpu_memory
 from ...utils.safe_files import replace_with_complete_file
-from ...utils.torchvision_ops import route_cuda_ops_if_needed
+from ...utils.torchvision_ops import ROUTED_NOTE, route_cuda_ops_if_needed
 
 #: Keys of AmpOptimWrapper that the plain OptimWrapper does not accept.
 _AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
@@ -131,6 +131,8 @@ class DeviceAwareRunner(Runner):
             ConfigError: parts of the config disagree (e.g. the slice counts of a loader and
                 the backbone) or an evaluator would not get its inputs; before anything is
                 built.
+            RuntimeError: CUDA is available, mmcv has no CUDA ops and torchvision cannot be
+                imported (:func:`~mp3d_mmdet.utils.torchvision_ops.route_cuda_ops_if_needed`).
         """
         cfg = copy.deepcopy(cfg)
         filled = resolve_config(cfg)
@@ -139,11 +141,10 @@ class DeviceAwareRunner(Runner):
                       f"settings from the config's top level ({filled[0]}, ...)",
                       logger='current')
         check_evaluator_inputs(cfg)
-        if torch.cuda.is_available() and route_cuda_ops_if_needed('cuda'):
-            print_log("DeviceAwareRunner: mmcv has no CUDA ops; nms and RoIAlign on CUDA run "
-                      "torchvision's kernels (mp3d_mmdet.utils.torchvision_ops)",
-                      logger='current')
-        if not torch.cuda.is_available():
+        if torch.cuda.is_available():
+            if route_cuda_ops_if_needed('cuda'):
+                print_log(f'DeviceAwareRunner: {ROUTED_NOTE}', logger='current')
+        else:
             for change in cpu_config_changes(cfg):
                 print_log(f'DeviceAwareRunner (no CUDA): {change}', logger='current')
             if retain_freed_cpu_memory():
