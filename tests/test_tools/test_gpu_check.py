@@ -82,3 +82,17 @@ def test_unknown_argument_is_refused():
                            '--gpu'], capture_output=True, encoding='utf-8')
     assert proc.returncode == 2
     assert proc.stderr.strip() == 'gpu_check.sh: unknown argument --gpu (see --help)'
+
+
+def test_a_work_folder_of_other_files_is_refused_and_kept(tmp_path):
+    work = tmp_path / 'results' / 'work'
+    work.mkdir(parents=True)
+    (work / 'mine.txt').write_text('keep me')
+    proc = subprocess.run(['bash', osp.join(REPO, 'tools', 'benchmark', 'gpu_check.sh'),
+                           '--dry-run', '--out', str(tmp_path / 'results')],
+                          capture_output=True, encoding='utf-8', errors='replace')
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f'gpu_check.sh: {work} is not empty and not a gpu_check '
+                                   'work folder (no .mp3d_gpu_check): choose another --out or '
+                                   'MP3D_GPU_CHECK_WORK')
+    assert (work / 'mine.txt').read_text() == 'keep me'

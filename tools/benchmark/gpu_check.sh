@@ -26,7 +26,8 @@
 #  6. DIR/gpu_check.json with everything, printed as tables.
 # DIR gets at most 6 files (env.json, backbones.json, variants.json, variant_compile.json,
 # gpu_check.json and whatever the caller tees there); data, checkpoints and logs go to
-# $MP3D_GPU_CHECK_WORK (default /tmp/mp3d_gpu_check_work on a GPU, DIR/work in a dry run).
+# $MP3D_GPU_CHECK_WORK (default /tmp/mp3d_gpu_check_work on a GPU, DIR/work in a dry run),
+# emptied at every run and therefore refused if it holds files of anything else.
 # --dry-run does 2-6 on this machine's stack at quick-check sizes (64 px, 2 iterations of one
 # image, 32 px backbones in eval mode, no AMP, no compile) so that the script is tested where
 # no GPU is; the test suite runs it (tests/test_tools/test_gpu_check.py).
@@ -85,6 +86,14 @@ fi
 RESULTS="$(mkdir -p "$RESULTS" && cd "$RESULTS" && pwd)"
 # data, checkpoints and logs (hundreds of MB at 512 px): outside the results folder on a GPU
 WORK="${MP3D_GPU_CHECK_WORK:-$([[ "$MODE" == gpu ]] && echo /tmp/mp3d_gpu_check_work || echo "$RESULTS/work")}"
+# The work folder is emptied at every run: only a missing or empty one, or an earlier run's
+# (marked by MARKER), is used, so that no other files are deleted.
+MARKER=.mp3d_gpu_check
+if [[ -e "$WORK" && ! -f "$WORK/$MARKER" && -n "$(ls -A "$WORK" 2>/dev/null || echo file)" ]]; then
+  echo "gpu_check.sh: $WORK is not empty and not a gpu_check work folder (no $MARKER):" \
+       "choose another --out or MP3D_GPU_CHECK_WORK" >&2
+  exit 1
+fi
 START=$(date +%s)
 cd "$REPO"
 
@@ -132,7 +141,7 @@ run_step() {  # run_step NAME COMMAND...: run it; on failure note NAME and go on
 run_step "NMS / RoIAlign routing tests" \
   "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_utils/test_torchvision_ops.py || true
 
-rm -rf "$WORK"
+rm -rf "$WORK" && mkdir -p "$WORK" && touch "$WORK/$MARKER"
 CONFIG=configs/mp3d_fpn_deeplesion_2x.py
 RUN_CONFIG="$WORK/gpu_check_$(basename "$CONFIG")"
 run_step "synthetic DeepLesion-format data, ${SIZE} px, ${PATIENTS} patients" \
