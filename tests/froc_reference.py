@@ -9,7 +9,9 @@ code is silent or ambiguous:
   arbitrary);
 * a detection on an image without ground truth is a false positive;
 * at an FP rate the curve reaches exactly, the last point with that FP count is used;
-  below the first point the sensitivity is 0, beyond the last point it is the final one;
+  below the first point the sensitivity is 0, beyond the last point it is the final one
+  (the ``'mp3d'`` protocol reads the curve with scipy instead:
+  :func:`official_mp3d_sensitivity_reference`);
 * optional "ignored" lesions (see ``ignored_gts_per_image``).
 
 It is far too slow for validation (about a Python iteration per detection) and exists to be
@@ -23,7 +25,10 @@ import numpy as np
 
 from mp3d_mmdet.structures import box_iou
 
-__all__ = ['froc_curve_reference', 'interpolate_sensitivity_reference']
+__all__ = [
+    'froc_curve_reference', 'interpolate_sensitivity_reference',
+    'official_mp3d_sensitivity_reference'
+]
 
 
 def froc_curve_reference(
@@ -112,3 +117,18 @@ def interpolate_sensitivity_reference(fp_per_image: np.ndarray, sensitivity: np.
             t = (f - fp_per_image[k]) / (fp_per_image[k + 1] - fp_per_image[k])
             result.append(float(sensitivity[k] + (sensitivity[k + 1] - sensitivity[k]) * t))
     return np.array(result, dtype=np.float64)
+
+
+def official_mp3d_sensitivity_reference(fp_per_image: np.ndarray, sensitivity: np.ndarray,
+                                        fps: Sequence[float]) -> np.ndarray:
+    """The official MP3D reading of a curve (one point per ranked detection): scipy's
+    ``interp1d(fp_per_img, sens, fill_value='extrapolate')`` evaluated at ``fps``.
+
+    Returns:
+        ``(len(fps),)`` float64 values (NaN / inf where scipy divides by a zero-length segment).
+    """
+    from scipy.interpolate import interp1d
+
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.asarray(interp1d(fp_per_image, sensitivity, fill_value='extrapolate')(fps),
+                          dtype=np.float64)

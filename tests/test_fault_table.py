@@ -253,7 +253,7 @@ def _csv_with(tmp_path, **overrides):
 
 @pytest.mark.parametrize('row, overrides, message', [
     (8, dict(image_size=(96, 96)),
-     "csv row(s) 3, column 'Image_size': 96x96 but the key slice "),
+     "csv row(s) 3: annotated size 96x96 but the key slice "),
     (9, dict(bounding_box=(11.0, 21.0, 11.0, 41.0)),
      "row 3, column 'Bounding_boxes': expected x1 < x2 and y1 < y2"),
     (10, dict(spacing_mm_px=(0.8, 0.8, 1e-6)),

@@ -10,15 +10,19 @@ Reads either
   which holds predictions and ground truth,
 
 and prints the sensitivities at 0.5..16 FPs per image, their 0.5-4 mean, mAP@0.5 and the
-lesion type / size / slice-interval breakdowns. ``--ann DL_info.csv`` takes the ground truth
-from the DeepLesion annotation file instead (through ``DeepLesionDataset``, matched on
-``img_id``; every image of the split must have an entry in the predictions).
+lesion type / size / slice-interval breakdowns, under the ``deeplesion`` protocol (3DCE /
+MULAN / AlignShift) or, with ``--protocol mp3d``, the official MP3D evaluation's. ``--ann``
+takes the ground truth from a DeepLesion annotation file instead, ``DL_info.csv`` or an
+official ``deeplesion_<split>.json`` (through ``DeepLesionDataset``, matched on ``img_id``;
+every image of the split must have an entry in the predictions).
 
 Examples::
 
     mp3d-eval-froc work_dirs/mp3d/results.pkl
     mp3d-eval-froc results.pkl --ann data/DeepLesion/DL_info.csv --split test \\
         --plot-dir work_dirs/mp3d --summary work_dirs/mp3d/froc_summary.json
+    mp3d-eval-froc results.pkl --protocol mp3d --keep-noisy \\
+        --ann data/DeepLesion/annotations/deeplesion_test.json
 """
 import argparse
 import json
@@ -26,7 +30,7 @@ import math
 import os
 import os.path as osp
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PROG = 'mp3d-eval-froc'
 
@@ -39,19 +43,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('predictions',
                         help='.pkl from `mim test ... --out` or .json from FROCMetric')
     parser.add_argument('--ann', default=None,
-                        help='DeepLesion DL_info.csv to take the ground truth from (default: the '
-                        'ground truth stored in the prediction file)')
-    parser.add_argument('--split', default='test', choices=['train', 'val', 'test'],
-                        help='split of --ann to evaluate')
+                        help='DeepLesion DL_info.csv or official deeplesion_<split>.json to take '
+                        'the ground truth from (default: the ground truth stored in the '
+                        'prediction file)')
+    parser.add_argument('--split', default=None, choices=['train', 'val', 'test'],
+                        help='split of --ann to evaluate (DL_info.csv: default test; a JSON file '
+                        'is one split)')
     parser.add_argument('--keep-noisy', action='store_true',
-                        help='with --ann: keep the Possibly_noisy lesions (the published '
-                        'evaluations exclude them)')
+                        help='with --ann: keep the noisy lesions (3DCE / MULAN / AlignShift '
+                        'exclude them, the official MP3D evaluation keeps them)')
+    parser.add_argument('--protocol', default='deeplesion',
+                        help="FROC protocol: 'deeplesion' (3DCE / MULAN / AlignShift) or 'mp3d' "
+                        '(the official MP3D evaluation behind the MP3D paper\'s tables)')
     parser.add_argument('--fps', type=float, nargs='+', default=[0.5, 1, 2, 4, 8, 16],
                         help='FP-per-image rates to report')
     parser.add_argument('--iou-thr', type=float, default=0.5, help='IoU threshold of a hit')
     parser.add_argument('--continuous-iou', action='store_true',
-                        help='IoU in continuous coordinates instead of the published +1 pixel '
-                        'convention')
+                        help="IoU in continuous coordinates whatever the protocol's convention "
+                        "('deeplesion': +1 pixel, 'mp3d': continuous)")
     parser.add_argument('--no-map', action='store_true', help='skip mAP (pycocotools)')
     parser.add_argument('--no-breakdowns', action='store_true',
                         help='skip the lesion type / size / slice interval breakdowns')
@@ -110,16 +119,24 @@ def load_prediction_samples(path: str) -> List[Dict[str, Any]]:
     raise ValueError(f'{path}: unknown prediction file type {extension!r} (use .pkl or .json)')
 
 
-def attach_csv_ground_truth(samples: List[Dict[str, Any]], ann: str, split: str,
-                            keep_noisy: bool) -> List[Dict[str, Any]]:
+def attach_annotation_ground_truth(samples: List[Dict[str, Any]], ann: str,
+                                   split: Optional[str],
+                                   keep_noisy: bool) -> Tuple[List[Dict[str, Any]], str]:
     """Replace each sample's ground truth by the ``DeepLesionDataset`` item of its ``img_id``.
+
+    ``ann`` is ``DL_info.csv`` (``split`` None: 'test') or an official JSON file (one split).
+
+    Returns:
+        The merged samples and the name of the split they come from.
 
     Raises:
         ValueError: duplicated ``img_id`` in the predictions, predictions for images outside
             the split, or images of the split without predictions.
     """
-    from mp3d_mmdet.datasets import DeepLesionDataset
+    from mp3d_mmdet.datasets import DeepLesionDataset, annotation_file_format
 
+    if split is None and annotation_file_format(ann) == 'csv':
+        split = 'test'
     dataset = DeepLesionDataset(data_root=osp.dirname(osp.abspath(ann)),
                                 ann_file=osp.basename(ann), split=split,
                                 exclude_noisy=not keep_noisy, check_files=False, pipeline=[],
@@ -134,16 +151,17 @@ def attach_csv_ground_truth(samples: List[Dict[str, Any]], ann: str, split: str,
         seen.add(img_id)
         if img_id not in items:
             raise ValueError(f"img_id={img_id!r} of the predictions is not a key slice of the "
-                             f"'{split}' split of {ann} (wrong --split or --keep-noisy?)")
+                             f"'{dataset.split}' split of {ann} (wrong --split or --keep-noisy?)")
         item = items[img_id]
         merged.append(dict(sample, img_path=item['img_path'], instances=item['instances'],
                            slice_interval=item['slice_interval']))
     missing = [img_id for img_id in items if img_id not in seen]
     if missing:
-        raise ValueError(f"{len(missing)} of the {len(items)} key slices of the '{split}' split "
-                         f'of {ann} have no entry in the predictions (first img_id='
-                         f'{missing[0]!r}): the FP rate must be divided by all images')
-    return merged
+        raise ValueError(f'{len(missing)} of the {len(items)} key slices of the '
+                         f"'{dataset.split}' split of {ann} have no entry in the predictions "
+                         f'(first img_id={missing[0]!r}): the FP rate must be divided by all '
+                         'images')
+    return merged, dataset.split
 
 
 def evaluate(args: argparse.Namespace) -> Dict[str, float]:
@@ -160,11 +178,13 @@ def evaluate(args: argparse.Namespace) -> Dict[str, float]:
             check_not_input(output, [args.predictions] + ([args.ann] if args.ann else []),
                             option)
 
-    samples = load_prediction_samples(args.predictions)
+    samples, split = load_prediction_samples(args.predictions), None
     if args.ann is not None:
-        samples = attach_csv_ground_truth(samples, args.ann, args.split, args.keep_noisy)
-    metric = FROCMetric(fps=args.fps, iou_thr=args.iou_thr,
-                        legacy_plus_one=not args.continuous_iou, compute_map=not args.no_map,
+        samples, split = attach_annotation_ground_truth(samples, args.ann, args.split,
+                                                        args.keep_noisy)
+    metric = FROCMetric(fps=args.fps, iou_thr=args.iou_thr, protocol=args.protocol,
+                        legacy_plus_one=False if args.continuous_iou else None,
+                        compute_map=not args.no_map,
                         breakdowns=not args.no_breakdowns,
                         out_of_subset_detections=args.out_of_subset_detections,
                         breakdown_metrics=True, plot_froc=args.plot_dir is not None,
@@ -172,19 +192,20 @@ def evaluate(args: argparse.Namespace) -> Dict[str, float]:
     try:
         metric.process(None, samples)
     except KeyError as error:
-        raise ValueError(f'{args.predictions}: {error.args[0]}; pass --ann DL_info.csv to take '
-                         f'the ground truth from the annotation file') from error
+        raise ValueError(f'{args.predictions}: {error.args[0]}; pass --ann DL_info.csv (or an '
+                         f'official JSON file) to take the ground truth from it') from error
     values = metric.compute_metrics(metric.results)
     metrics = {f'{metric.prefix}/{key}': value for key, value in values.items()}
     if args.summary is not None:
         summary = dict(
             predictions=osp.abspath(args.predictions),
             ground_truth=osp.abspath(args.ann) if args.ann else 'prediction file',
-            split=args.split if args.ann else None,
+            split=split,
             num_images=len(samples),
             num_lesions=int(sum(len(r['gt_bboxes']) for r in metric.results)),
             iou_thr=args.iou_thr,
-            legacy_plus_one=not args.continuous_iou,
+            protocol=metric.protocol.name,
+            legacy_plus_one=metric.legacy_plus_one,
             out_of_subset_detections=args.out_of_subset_detections,
             metrics={k: (None if isinstance(v, float) and math.isnan(v) else float(v))
                      for k, v in metrics.items()})

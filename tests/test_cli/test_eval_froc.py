@@ -1,5 +1,5 @@
 """mp3d-eval-froc: the FROC report from a saved prediction file (JSON records, mmdet pickle,
-ground truth from the file or from a DeepLesion csv)."""
+ground truth from the file, a DeepLesion csv or an official JSON), under both protocols."""
 import json
 import os.path as osp
 import subprocess
@@ -144,6 +144,31 @@ def test_ground_truth_from_deeplesion_csv(tmp_path):
     # image 2 alone (5 mm): FAR then B -> FP/image 1 1: nothing below 1 FP, all at 1 FP
     assert metrics['froc/interval_gt2mm/sens@0.5'] == 0.0
     assert metrics['froc/interval_gt2mm/sens@1'] == 1.0
+
+
+def test_ground_truth_from_official_json_under_the_mp3d_protocol(tmp_path, capsys):
+    from mp3d_mmdet.datasets import read_dl_info, write_deeplesion_json
+    write_csv(tmp_path / 'DL_info.csv')
+    rows = [r for r in read_dl_info(str(tmp_path / 'DL_info.csv')) if r.train_val_test == 3]
+    write_deeplesion_json(str(tmp_path / 'deeplesion_test.json'), rows)  # image ids 1, 2, 3
+    pickle_with_ids(tmp_path / 'results.pkl', [1, 2], with_gt=False)
+    metrics = evaluate([str(tmp_path / 'results.pkl'), '--ann',
+                        str(tmp_path / 'deeplesion_test.json'), '--protocol', 'mp3d',
+                        '--summary', str(tmp_path / 'summary.json')])
+    # curve (0, 1/3) (.5, 1/3) (.5, 2/3) (1, 2/3): at 0.5 FP the first point (1/3, the
+    # 'deeplesion' reading gives 2/3), past the end the line through the last FP step (2/3)
+    assert metrics['froc/sens@0.5'] == pytest.approx(1 / 3)
+    assert metrics['froc/sens@1'] == metrics['froc/sens@16'] == pytest.approx(2 / 3)
+    assert metrics['froc/mean_0.5-4'] == pytest.approx((1 / 3 + 3 * 2 / 3) / 4)
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert (summary['protocol'], summary['legacy_plus_one'], summary['split']) == (
+        'mp3d', False, 'test')
+    assert summary['num_images'] == 2  # the image with only a noisy lesion is dropped
+    assert eval_froc.main([str(tmp_path / 'results.pkl'), '--ann',
+                           str(tmp_path / 'deeplesion_test.json'), '--split', 'val']) == 1
+    assert "the file holds the 'test' split" in capsys.readouterr().err
+    assert eval_froc.main([str(tmp_path / 'results.pkl'), '--protocol', 'lens']) == 1
+    assert "unknown FROC protocol 'lens'" in capsys.readouterr().err
 
 
 def test_csv_ids_must_match_the_split(tmp_path, capsys):

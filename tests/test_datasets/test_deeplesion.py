@@ -210,8 +210,9 @@ def test_rows_of_one_key_slice_are_grouped_in_csv_order(tmp_path):
 def test_box_outside_the_image_is_clipped_with_a_warning_naming_the_row(tmp_path):
     rows = [make_row(), make_row(bounding_box=(-3.0, 50.0, 20.0, 70.0))]
     root = write_dataset(tmp_path, rows)
-    with pytest.warns(UserWarning, match=r'DL_info.csv: row 3: box .* extends outside the '
-                      r'64x64 image; clipped to 0-based \[0.0, 49.0, 19.0, 63.0\]'):
+    with pytest.warns(UserWarning, match=r"DL_info.csv: row 3, column 'Bounding_boxes': box .* "
+                      r'extends outside the 64x64 image; clipped to 0-based '
+                      r'\[0.0, 49.0, 19.0, 63.0\]'):
         dataset = build(root)
     assert dataset.get_data_info(0)['instances'][1]['bbox'] == [0.0, 49.0, 19.0, 63.0]
 
@@ -226,7 +227,8 @@ def test_missing_key_slice_file_names_the_row(tmp_path):
     rows = [make_row(), make_row('000002_01_01_007.png')]
     missing = osp.join(str(tmp_path), 'Images_png', '000002_01_01', '007.png')
     root = write_dataset(tmp_path, rows, missing_files=(missing, ))
-    with pytest.raises(FileNotFoundError, match=r'row 3: key slice file .*000002_01_01/007.png'):
+    with pytest.raises(FileNotFoundError,
+                       match=r'csv row\(s\) 3: key slice file .*000002_01_01/007.png'):
         build(root)
 
 
@@ -237,7 +239,7 @@ def test_empty_split_and_bad_split_names(tmp_path):
     with pytest.raises(ValueError, match="split must be 'train', 'val', 'test' or 1, 2, 3"):
         build(root, split='training')
     noisy_root = write_dataset(tmp_path / 'noisy', [make_row(possibly_noisy=True)])
-    with pytest.raises(ValueError, match='no rows left after excluding Possibly_noisy'):
+    with pytest.raises(ValueError, match='no key slice left after excluding Possibly_noisy'):
         build(noisy_root)
     assert len(build(noisy_root, exclude_noisy=False)) == 1
 
@@ -267,13 +269,14 @@ def test_image_size_must_match_the_png_files(tmp_path):
     root = write_dataset(tmp_path, rows)
     write_dl_info(osp.join(root, 'DL_info.csv'),
                   [dataclasses.replace(row, image_size=(96, 96)) for row in rows])
-    with pytest.raises(ValueError, match=r"DL_info.csv: csv row\(s\) 2, 3, column 'Image_size': "
+    with pytest.raises(ValueError, match=r"DL_info.csv: csv row\(s\) 2, 3: annotated size "
                        r'96x96 but the key slice .*005.png is 64x64 px'):
         build(root)
     # without the file check at load time, the loader refuses the item instead
     dataset = DeepLesionDataset(data_root=root, check_files=False,
                                 pipeline=[LoadCTSlices(num_slices=3)])
-    with pytest.raises(ValueError, match=r"'Image_size': 96x96 but the key slice"):
+    with pytest.raises(ValueError,
+                       match=r'csv row\(s\) 2, 3: annotated size 96x96 but the key slice'):
         dataset[0]
 
 

@@ -14,7 +14,9 @@ from ..dl_info import slice_file_name
 from ..slice_sampling import (DEFAULT_HU_WINDOW, DEFAULT_OUT_RANGE, PNG_HU_OFFSET, SlicePlan,
                               assemble_slices, neighbour_sampling_plan)
 
-__all__ = ['LoadCTSlices', 'read_uint16_png', 'read_png_size', 'check_image_size']
+__all__ = [
+    'LoadCTSlices', 'read_uint16_png', 'read_png_size', 'check_image_size', 'annotation_source'
+]
 
 
 def read_uint16_png(path: str) -> np.ndarray:
@@ -66,22 +68,42 @@ def read_png_size(path: str) -> Tuple[int, int]:
     return int(width), int(height)
 
 
+def annotation_source(instances: Sequence[dict]) -> str:
+    """Name the annotation records of a key slice for error messages.
+
+    Args:
+        instances (Sequence[dict]): the key slice's instances, each carrying ``csv_row``
+            (``DL_info.csv``) or ``ann_id`` (official JSON), as :class:`DeepLesionDataset`
+            makes them.
+
+    Returns:
+        str: e.g. ``"csv row(s) 2, 3"``, ``"annotation id(s) 4890"``, or ``"no annotation"``.
+    """
+    rows = [inst['csv_row'] for inst in instances if inst.get('csv_row') is not None]
+    if rows:
+        return 'csv row(s) ' + ', '.join(str(r) for r in rows)
+    ids = [inst['ann_id'] for inst in instances if inst.get('ann_id') is not None]
+    if ids:
+        return 'annotation id(s) ' + ', '.join(str(i) for i in ids)
+    return 'no annotation'
+
+
 def check_image_size(path: str, actual_wh: Tuple[int, int], expected_wh: Tuple[int, int],
-                     csv_rows: Sequence[object] = ()) -> None:
-    """Raise if a key slice's real size differs from the annotation's ``Image_size``.
+                     source: str = '') -> None:
+    """Raise if a key slice's real size differs from the annotated one.
 
     Args:
         path (str): the slice file.
         actual_wh (tuple[int, int]): ``(width, height)`` of the file.
         expected_wh (tuple[int, int]): ``(width, height)`` the annotation states.
-        csv_rows (Sequence): csv rows annotating the slice (named in the message).
+        source (str): the annotation records stating it (see :func:`annotation_source`),
+            named in the message.
 
     Raises:
-        ValueError: one line naming the rows, both sizes and the file.
+        ValueError: one line naming the records, both sizes and the file.
     """
     if tuple(actual_wh) != tuple(expected_wh):
-        rows = ', '.join(str(r) for r in csv_rows) or '?'
-        raise ValueError(f"csv row(s) {rows}, column 'Image_size': {expected_wh[0]}x"
+        raise ValueError(f'{source or "annotation"}: annotated size {expected_wh[0]}x'
                          f'{expected_wh[1]} but the key slice {path} is {actual_wh[0]}x'
                          f'{actual_wh[1]} px; boxes would be misplaced')
 
@@ -171,12 +193,12 @@ class LoadCTSlices(BaseTransform):
         if osp.normpath(key_path) != osp.normpath(results['img_path']):
             raise ValueError(f"img_path {results['img_path']} is not the key slice "
                              f'{slice_file_name(key_slice)} of series_dir {series_dir}')
-        rows = [inst.get('csv_row') for inst in results.get('instances', [])]
+        source = annotation_source(results.get('instances', []))
         if not osp.isfile(key_path):
-            raise FileNotFoundError(f'key slice file {key_path} not found (csv rows {rows})')
+            raise FileNotFoundError(f'key slice file {key_path} not found ({source})')
         problem = ct_spacing_problem(slice_interval=real_interval)
         if problem:
-            raise ValueError(f'{key_path} (csv rows {rows}): {problem}')
+            raise ValueError(f'{key_path} ({source}): {problem}')
 
         plan = neighbour_sampling_plan(key_slice, self.num_slices, self.slice_interval,
                                        real_interval,
@@ -195,7 +217,7 @@ class LoadCTSlices(BaseTransform):
                               value_offset=-PNG_HU_OFFSET)
         if 'width' in results and 'height' in results:
             check_image_size(key_path, (img.shape[1], img.shape[0]),
-                             (results['width'], results['height']), rows)
+                             (results['width'], results['height']), source)
         paths = [(osp.join(series_dir, slice_file_name(lo)),
                   osp.join(series_dir, slice_file_name(up)))
                  for lo, up in zip(plan.lower.tolist(), plan.upper.tolist())]

@@ -1,8 +1,9 @@
-"""Free-response ROC (FROC) of lesion detections, the DeepLesion protocol, vectorised.
+"""Free-response ROC (FROC) of lesion detections, the DeepLesion protocols, vectorised.
 
 The protocol is that of the evaluation code shared by 3DCE, MULAN and AlignShift
-(``sens_at_FP``/``FROC`` there); ``tests/froc_reference.py`` spells it out as a plain loop
-and is the readable specification this module is tested against. In short:
+(``sens_at_FP``/``FROC`` there) and, with the two differences in
+:mod:`.froc_protocols`, of the official MP3D code; ``tests/froc_reference.py`` spells both
+out as plain loops and is the readable specification this module is tested against. In short:
 
 1. All detections of all images are ranked together by descending score. Ties keep the input
    order (images in list order, detections in array order): the sort is stable.
@@ -13,10 +14,12 @@ and is the readable specification this module is tested against. In short:
    overlaps already-hit lesions is neither a hit nor a false positive.
 3. After each detection the curve gets a point ``(fp_count / num_images, hits / num_gts)``;
    ``num_images`` counts *all* images, with or without detections or ground truth.
-4. The sensitivity at an FP rate ``f`` is read from the curve by linear interpolation; where
-   the curve reaches ``f`` exactly, the last point with that FP count is used (the highest
-   sensitivity reached before the next false positive). Beyond the last point the final
-   sensitivity is returned, below the first point 0.
+4. The sensitivity at an FP rate ``f`` is read from the curve by linear interpolation. Under
+   the default ``'deeplesion'`` protocol, where the curve reaches ``f`` exactly, the last
+   point with that FP count is used (the highest sensitivity reached before the next false
+   positive); beyond the last point the final sensitivity is returned, below the first point
+   0. The ``'mp3d'`` protocol reads it as scipy's ``interp1d`` with extrapolation does
+   (:func:`.froc_protocols.interp1d_sensitivity`) and computes the IoU without the +1.
 
 Vectorisation. Whether a detection is a false positive, and which lesions it newly hits,
 depends only on the detections ranked before it *in the same image*. For every lesion ``g``
@@ -27,23 +30,24 @@ Both follow from the (detection, lesion) pairs of each image, enumerated flat
 the hitting detection of a lesion is the minimum rank over its pairs (``np.minimum.at``),
 and the curve is two cumulative sums over the ranking.
 
-Differences from the published code, where it is ill-defined: it ranks with an unstable
-``argsort`` (arbitrary order among equal scores), fails on an image without ground truth
-(3DCE), and reads rule 4 with ``scipy.interpolate.interp1d``, which at an FP rate shared by
-several points returns one or another of them depending on where the run lies, and (3DCE,
-``fill_value='extrapolate'``) extrapolates linearly below the first point.
+Differences from the published 3DCE / MULAN / AlignShift code, where it is ill-defined: it
+ranks with an unstable ``argsort`` (arbitrary order among equal scores), fails on an image
+without ground truth (3DCE), and reads rule 4 with ``scipy.interpolate.interp1d``, which at
+an FP rate shared by several points returns the first of them (NaN when they start the
+curve), and (3DCE, ``fill_value='extrapolate'``) extrapolates below the first point; the
+``'deeplesion'`` reading is the one these papers describe (the sensitivity reached at a
+number of false positives, held beyond the curve). The ``'mp3d'`` protocol keeps scipy's
+reading, because the official MP3D numbers are computed with it.
 """
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ...structures.boxes import as_boxes, iou_from_columns
+from .froc_protocols import FROCProtocol, get_froc_protocol
 
-__all__ = [
-    'DEFAULT_FPS', 'FROCCurve', 'froc_curve', 'interpolate_sensitivity',
-    'lesion_subset_froc_curves', 'sens_at_fp'
-]
+__all__ = ['DEFAULT_FPS', 'FROCCurve', 'froc_curve', 'lesion_subset_froc_curves', 'sens_at_fp']
 
 #: The FP-per-image rates at which DeepLesion papers report sensitivity.
 DEFAULT_FPS: Tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -70,44 +74,20 @@ class FROCCurve:
     num_images: int
     num_gts: int
 
-    def sens_at_fp(self, fps: Sequence[float] = DEFAULT_FPS) -> np.ndarray:
-        """Sensitivity at each FP-per-image rate in ``fps``; see :func:`interpolate_sensitivity`."""
-        return interpolate_sensitivity(self.fp_per_image, self.sensitivity, fps)
+    def sens_at_fp(self, fps: Sequence[float] = DEFAULT_FPS,
+                   protocol: Union[str, FROCProtocol] = 'deeplesion') -> np.ndarray:
+        """Sensitivity at each FP-per-image rate in ``fps``, read with the ``protocol``'s rule.
 
+        Args:
+            fps: ``(F,)`` FP-per-image rates, finite and >= 0.
+            protocol: a name in :data:`~.froc_protocols.FROC_PROTOCOLS` or a
+                :class:`~.froc_protocols.FROCProtocol`.
 
-def interpolate_sensitivity(fp_per_image: np.ndarray, sensitivity: np.ndarray,
-                            fps: Sequence[float] = DEFAULT_FPS) -> np.ndarray:
-    """Read sensitivities off an FROC curve at the given FP-per-image rates.
-
-    Linear interpolation between the raw curve points; where ``fp_per_image`` equals a
-    requested rate exactly, the last point with that value is used; beyond the last point the
-    final sensitivity, below the first point (or on an empty curve) 0.
-
-    Args:
-        fp_per_image: ``(N,)`` non-decreasing FP rates of the curve points.
-        sensitivity: ``(N,)`` sensitivities of the curve points.
-        fps: ``(F,)`` FP-per-image rates, finite and >= 0, in any order.
-
-    Returns:
-        ``(F,)`` float64 sensitivities, in the order of ``fps``.
-    """
-    fps = _check_fps(fps)
-    x = np.asarray(fp_per_image, dtype=np.float64)
-    y = np.asarray(sensitivity, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f'fp_per_image and sensitivity must be 1-D arrays of one length, got '
-                         f'shapes {x.shape} and {y.shape}')
-    if len(x) == 0:
-        return np.zeros(len(fps))
-    last = np.searchsorted(x, fps, side='right') - 1  # last point with x <= f; -1: below curve
-    k = np.clip(last, 0, len(x) - 1)
-    nxt = np.minimum(k + 1, len(x) - 1)
-    dx = x[nxt] - x[k]
-    frac = np.zeros(len(fps))
-    np.divide(fps - x[k], dx, out=frac, where=dx > 0)
-    at_point = (x[k] == fps) | (k == len(x) - 1)
-    value = np.where(at_point, y[k], y[k] + (y[nxt] - y[k]) * frac)
-    return np.where(last >= 0, value, 0.0)
+        Returns:
+            ``(F,)`` float64 sensitivities.
+        """
+        return get_froc_protocol(protocol).read_sensitivity(self.fp_per_image,
+                                                            self.sensitivity, fps)
 
 
 def froc_curve(boxes_per_image: Sequence[np.ndarray],
@@ -288,21 +268,28 @@ def sens_at_fp(boxes_per_image: Sequence[np.ndarray],
                gts_per_image: Sequence[np.ndarray],
                fps: Sequence[float] = DEFAULT_FPS,
                iou_thr: float = 0.5,
-               legacy_plus_one: bool = True) -> np.ndarray:
-    """Sensitivity at the given average false positives per image (DeepLesion protocol).
+               legacy_plus_one: Optional[bool] = None,
+               protocol: Union[str, FROCProtocol] = 'deeplesion') -> np.ndarray:
+    """Sensitivity at the given average false positives per image.
 
     Args:
         boxes_per_image: one ``(n_i, 5)`` array ``[x1, y1, x2, y2, score]`` per image.
         gts_per_image: one ``(g_i, 4)`` array ``[x1, y1, x2, y2]`` per image.
         fps: FP-per-image rates (finite, >= 0).
         iou_thr: IoU threshold of a hit, in ``(0, 1]``.
-        legacy_plus_one: inclusive-pixel IoU (published convention) or continuous.
+        legacy_plus_one: inclusive-pixel IoU or continuous; None: the ``protocol``'s.
+        protocol: ``'deeplesion'`` (3DCE / MULAN / AlignShift, the default) or ``'mp3d'``
+            (the official MP3D evaluation), see :mod:`.froc_protocols`.
 
     Returns:
-        ``(len(fps),)`` float64 array of sensitivities in ``[0, 1]``.
+        ``(len(fps),)`` float64 array of sensitivities, in ``[0, 1]`` (``'mp3d'`` outside
+        the curve: see :func:`~.froc_protocols.interp1d_sensitivity`).
     """
+    protocol = get_froc_protocol(protocol)
+    if legacy_plus_one is None:
+        legacy_plus_one = protocol.legacy_plus_one
     curve = froc_curve(boxes_per_image, gts_per_image, iou_thr, legacy_plus_one)
-    return curve.sens_at_fp(fps)
+    return curve.sens_at_fp(fps, protocol)
 
 
 def _overlapping_pairs(dets: np.ndarray, det_image: np.ndarray, gts: np.ndarray,
@@ -385,14 +372,3 @@ def _concat_per_image(arrays: Sequence[np.ndarray], num_cols: int,
     rows = (np.concatenate(parts, axis=1, dtype=np.float64) if parts else
             np.zeros((num_cols, 0)))
     return rows, counts
-
-
-def _check_fps(fps: Sequence[float]) -> np.ndarray:
-    """``fps`` as a 1-D float64 array of finite rates >= 0."""
-    fps = np.atleast_1d(np.asarray(fps, dtype=np.float64))
-    if fps.ndim != 1:
-        raise ValueError(f'fps must be a 1-D sequence of FP-per-image rates, got shape '
-                         f'{fps.shape}')
-    if not np.isfinite(fps).all() or (fps < 0).any():
-        raise ValueError(f'fps must be finite and >= 0, got {fps.tolist()}')
-    return fps

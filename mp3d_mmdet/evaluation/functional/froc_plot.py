@@ -1,19 +1,21 @@
 """Plot FROC curves to a PNG file (matplotlib's Agg canvas: no display, no pyplot state)."""
 import os
 import os.path as osp
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 
 from ...utils.safe_files import atomic_write
 from .froc import DEFAULT_FPS, FROCCurve
+from .froc_protocols import FROCProtocol
 
 __all__ = ['plot_froc_curves']
 
 
 def plot_froc_curves(curves: Mapping[str, FROCCurve], path: str,
                      fps: Sequence[float] = DEFAULT_FPS, title: str = 'FROC',
-                     num_points: int = 1000) -> None:
+                     num_points: int = 1000,
+                     protocol: Union[str, FROCProtocol] = 'deeplesion') -> None:
     """Draw sensitivity against false positives per image (log2 axis) and save it as PNG.
 
     Args:
@@ -24,6 +26,7 @@ def plot_froc_curves(curves: Mapping[str, FROCCurve], path: str,
         fps: the FP rates marked on the first curve and spanning the x axis (all > 0).
         title: figure title.
         num_points: number of log-spaced FP rates at which each curve is drawn.
+        protocol: how the curves are read (:mod:`.froc_protocols`), as in the report.
     """
     # the Agg canvas directly: headless, and the global pyplot backend is left untouched
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -36,13 +39,13 @@ def plot_froc_curves(curves: Mapping[str, FROCCurve], path: str,
     fig = Figure(figsize=(7, 5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    # the curve as it is read (interpolate_sensitivity) on a log grid: ~10^5 raw points need
+    # the curve as it is read (the protocol's rule) on a log grid: ~10^5 raw points need
     # not be drawn one by one
     grid = np.geomspace(x_min, x_max, num_points)
     for k, (label, curve) in enumerate(curves.items()):
-        x, y = grid, curve.sens_at_fp(grid)
+        x, y = grid, curve.sens_at_fp(grid, protocol)
         if k == 0:
-            sens = curve.sens_at_fp(fps)
+            sens = curve.sens_at_fp(fps, protocol)
             ax.plot(x, y, linewidth=2.2, color='black',
                     label=f'{label} ({curve.num_gts} lesions)')
             ax.plot(fps, sens, 'o', color='tab:red', zorder=3)

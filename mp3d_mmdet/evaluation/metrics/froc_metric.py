@@ -1,7 +1,8 @@
 """``FROCMetric``: DeepLesion lesion-detection evaluation for mmengine's val/test loops.
 
-Sensitivities at the given false positives per image (FROC, the protocol of 3DCE/MULAN/
-AlignShift, see :mod:`mp3d_mmdet.evaluation.functional.froc`), their mean over 0.5-4 FPs (the
+Sensitivities at the given false positives per image (FROC, under the protocol of 3DCE/MULAN/
+AlignShift or of the official MP3D code, see
+:mod:`mp3d_mmdet.evaluation.functional.froc_protocols`), their mean over 0.5-4 FPs (the
 "average sensitivity" papers report), COCO-style AP at IoU 0.5 (pycocotools), and breakdowns
 by lesion type, lesion size and slice interval.
 
@@ -46,6 +47,7 @@ from ...datasets.dl_info import LESION_TYPE_NAMES
 from ..functional.coco_ap import coco_ap
 from ..functional.froc import DEFAULT_FPS, FROCCurve, lesion_subset_froc_curves
 from ..functional.froc_plot import plot_froc_curves
+from ..functional.froc_protocols import FROCProtocol, get_froc_protocol
 from .froc_records import dump_records_json, record_from_data_sample
 
 __all__ = ['FROCMetric', 'SIZE_SUBSETS_MM', 'SLICE_INTERVAL_THR_MM']
@@ -99,8 +101,13 @@ class FROCMetric(BaseMetric):
     Args:
         fps: false-positive-per-image rates to report sensitivity at.
         iou_thr: IoU threshold of a hit (FROC) and of a true positive (AP).
-        legacy_plus_one: inclusive-pixel IoU (``x2 - x1 + 1``) as the published DeepLesion code
-            computes it, for FROC and AP alike; False for continuous coordinates.
+        legacy_plus_one: inclusive-pixel IoU (``x2 - x1 + 1``) or continuous coordinates,
+            for FROC and AP alike; None: the ``protocol``'s.
+        protocol: ``'deeplesion'`` (3DCE / MULAN / AlignShift: +1-pixel IoU, the curve's
+            last point at a rate, held past its end) or ``'mp3d'`` (the official MP3D
+            evaluation behind the MP3D paper's tables: IoU without +1, scipy ``interp1d``
+            reading); named in the report. The official MP3D code also keeps the noisy
+            lesions (``DeepLesionDataset(exclude_noisy=False)``).
         mean_fp_range: ``(lo, hi)``: the mean is taken over the ``fps`` within ``[lo, hi]``.
         compute_map: also compute COCO-style AP at ``iou_thr`` (pycocotools; seconds on the
             full DeepLesion test set).
@@ -127,7 +134,8 @@ class FROCMetric(BaseMetric):
     def __init__(self,
                  fps: Sequence[float] = DEFAULT_FPS,
                  iou_thr: float = 0.5,
-                 legacy_plus_one: bool = True,
+                 legacy_plus_one: Optional[bool] = None,
+                 protocol: str = 'deeplesion',
                  mean_fp_range: Tuple[float, float] = (0.5, 4.0),
                  compute_map: bool = True,
                  breakdowns: bool = True,
@@ -147,7 +155,12 @@ class FROCMetric(BaseMetric):
         if not 0.0 < iou_thr <= 1.0:
             raise ValueError(f'FROCMetric: iou_thr must be in (0, 1], got {iou_thr}')
         self.iou_thr = float(iou_thr)
-        self.legacy_plus_one = bool(legacy_plus_one)
+        try:
+            self.protocol: FROCProtocol = get_froc_protocol(protocol)
+        except ValueError as error:
+            raise ValueError(f'FROCMetric: {error}') from None
+        self.legacy_plus_one = (self.protocol.legacy_plus_one if legacy_plus_one is None else
+                                bool(legacy_plus_one))
         lo, hi = (float(v) for v in mean_fp_range)
         self.mean_fp_range = (lo, hi)
         self._mean_mask = np.array([lo <= f <= hi for f in self.fps])
@@ -226,6 +239,7 @@ class FROCMetric(BaseMetric):
                                            self.legacy_plus_one, self.out_of_subset_detections)
         rows = [self._row(name, curves[name], int(mask.sum()), len(gts))
                 for name, mask in lesion_subsets.items()]
+        self._warn_past_the_curve(rows[0].curve)
         metrics: Dict[str, float] = OrderedDict()
         metrics.update(self._row_metrics('', rows[0]))
         if self.compute_map:
@@ -255,9 +269,21 @@ class FROCMetric(BaseMetric):
         if curve is None:
             return _SubsetResult(name, 0, num_images, np.full(len(self.fps), np.nan), math.nan,
                                  None)
-        sens = curve.sens_at_fp(self.fps)
+        sens = curve.sens_at_fp(self.fps, self.protocol)
+        sens[~np.isfinite(sens)] = np.nan  # 'mp3d' past a curve ending on a hit: no value
         return _SubsetResult(name, num_lesions, num_images, sens,
                              float(sens[self._mean_mask].mean()), curve)
+
+    def _warn_past_the_curve(self, curve: FROCCurve) -> None:
+        """Warn when rates lie past the end of the all-lesion curve (few detections)."""
+        end = float(curve.fp_per_image[-1]) if len(curve.fp_per_image) else 0.0
+        past = [f for f in self.fps if f > end]
+        if past:
+            reading = ('the final sensitivity is held' if self.protocol.name == 'deeplesion' else
+                       'they are extrapolated as scipy interp1d does (n/a where it gives no '
+                       'value); the official MP3D script does not report them')
+            warnings.warn(f"FROCMetric: the FROC curve ends at {end:g} FPs per image, so the "
+                          f"rates {', '.join(f'{f:g}' for f in past)} lie past it: {reading}")
 
     def _breakdown_subsets(self, results: List[dict],
                            gts: List[np.ndarray]) -> 'OrderedDict[str, np.ndarray]':
@@ -302,6 +328,7 @@ class FROCMetric(BaseMetric):
             table.justify_columns[col] = 'right'
         convention = '+1 pixel' if self.legacy_plus_one else 'continuous'
         lines = [table.table,
+                 f"protocol '{self.protocol.name}': {self.protocol.description}",
                  f'hit: IoU >= {self.iou_thr:g} ({convention} coordinates); FPs divided by all '
                  f'{rows[0].num_images} images']
         if ap is not None:
@@ -325,7 +352,9 @@ class FROCMetric(BaseMetric):
         curves = OrderedDict((row.name, row.curve) for row in rows
                              if row.curve is not None and not row.name.startswith('type_'))
         path = osp.join(out_dir, 'froc_curve.png')
-        plot_froc_curves(curves, path, self.fps, title='FROC (DeepLesion protocol)')
+        plot_froc_curves(curves, path, self.fps,
+                         title=f"FROC ('{self.protocol.name}' protocol)",
+                         protocol=self.protocol)
         print_log(f'FROC plot written to {path}', logger=logger)
 
 

@@ -134,7 +134,7 @@ def test_same_values_as_the_in_memory_volume_path(tmp_path):
 def test_missing_key_slice(tmp_path):
     folder = write_series(tmp_path / 's', {4: 0, 6: 0})
     with pytest.raises(FileNotFoundError, match=r'key slice file .*005.png not found \(csv '
-                       r'rows \[7\]\)'):
+                       r'row\(s\) 7\)'):
         LoadCTSlices(num_slices=3)(results_for(folder, 5, 1.0))
 
 
@@ -165,7 +165,7 @@ def test_image_size_of_the_annotation_must_match_the_png(tmp_path):
     results = dict(results_for(folder, 5, 1.0), width=10, height=8)
     assert LoadCTSlices(num_slices=3, slice_interval=1.0)(results)['img'].shape == (8, 10, 3)
     wrong = dict(results_for(folder, 5, 1.0), width=8, height=10)
-    with pytest.raises(ValueError, match=r"csv row\(s\) 7, column 'Image_size': 8x10 but the "
+    with pytest.raises(ValueError, match=r"csv row\(s\) 7: annotated size 8x10 but the "
                        r'key slice .*005.png is 10x8 px'):
         LoadCTSlices(num_slices=3, slice_interval=1.0)(wrong)
 
@@ -175,7 +175,7 @@ def test_implausible_slice_interval_is_refused_at_once(tmp_path, interval, monke
     folder = write_series(tmp_path / 's', {i: 0 for i in range(3, 8)})
     checks = []
     monkeypatch.setattr(loading.osp, 'isfile', lambda path: checks.append(path) or True)
-    with pytest.raises(ValueError, match=r'005.png \(csv rows \[7\]\): slice interval .* '
+    with pytest.raises(ValueError, match=r'005.png \(csv row\(s\) 7\): slice interval .* '
                        'outside the plausible CT range'):
         LoadCTSlices(num_slices=9)(results_for(folder, 5, interval))
     assert len(checks) == 1  # the key slice only, not millions of neighbours

@@ -8,9 +8,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mp3d_mmdet.evaluation.functional import (froc_curve, interpolate_sensitivity,
+from mp3d_mmdet.evaluation.functional import (froc_curve, interp1d_sensitivity,
+                                              interpolate_sensitivity,
                                               lesion_subset_froc_curves)
-from froc_reference import froc_curve_reference, interpolate_sensitivity_reference
+from froc_reference import (froc_curve_reference, interpolate_sensitivity_reference,
+                            official_mp3d_sensitivity_reference)
 from mp3d_mmdet.evaluation.functional.froc import _stable_descending_order
 
 SETTINGS = settings(max_examples=200, derandomize=True, deadline=None, database=None,
@@ -62,6 +64,29 @@ def test_vectorised_curve_equals_loop_reference(inputs, extra_fps):
     fps = np.concatenate([np.unique(fp_per_image), [0, 0.5, 1, 2, 4, 8, 16], extra_fps])
     np.testing.assert_array_equal(
         curve.sens_at_fp(fps), interpolate_sensitivity_reference(fp_per_image, sensitivity, fps))
+
+
+@SETTINGS
+@given(froc_inputs(), st.lists(st.floats(0, 8, allow_nan=False), max_size=6))
+def test_mp3d_protocol_reads_the_curve_as_scipy_interp1d(inputs, extra_fps):
+    inputs = dict(inputs, legacy_plus_one=False, ignored_gts_per_image=None)
+    sensitivity, fp_per_image = froc_curve_reference(**inputs)
+    fps = np.concatenate([np.unique(fp_per_image), [0, 0.5, 1, 2, 4, 8, 16], extra_fps])
+    if len(fp_per_image) >= 2:  # what scipy can interpolate
+        np.testing.assert_array_equal(
+            froc_curve(**inputs).sens_at_fp(fps, protocol='mp3d'),
+            official_mp3d_sensitivity_reference(fp_per_image, sensitivity, fps))
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.floats(0, 3, allow_nan=False), st.floats(0, 1)), min_size=2,
+                max_size=12),
+       st.lists(st.floats(0, 4, allow_nan=False), max_size=8))
+def test_interp1d_reading_equals_scipy_on_arbitrary_monotone_curves(steps, fps):
+    x = np.cumsum([dx for dx, _ in steps])
+    y = np.cumsum([dy for _, dy in steps])
+    np.testing.assert_array_equal(interp1d_sensitivity(x, y, fps),
+                                  official_mp3d_sensitivity_reference(x, y, fps))
 
 
 @SETTINGS

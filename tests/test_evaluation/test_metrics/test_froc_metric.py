@@ -89,6 +89,38 @@ def test_overall_sensitivities_and_map():
     assert metrics['froc/mAP@0.5'] == pytest.approx((51 + 25 * 0.5) / 101)
 
 
+@pytest.fixture()
+def report(monkeypatch):
+    """The text the metric logs (its table and notes)."""
+    from mp3d_mmdet.evaluation.metrics import froc_metric
+    lines = []
+    monkeypatch.setattr(froc_metric, 'print_log', lambda msg, **kwargs: lines.append(msg))
+    return lines
+
+
+def test_mp3d_protocol_reads_the_curve_as_the_official_code(report):
+    # curve (.75, .5) (.75, .75) at its end: 0.5 FP is read inside the curve (first point
+    # with 2 FPs: .5); the rates past .75 FP fall on a zero-length last segment, so scipy's
+    # interp1d gives +inf there: reported n/a (NaN), with a warning
+    with pytest.warns(UserWarning, match=r"curve ends at 0.75 FPs per image, so the rates 1, 2, "
+                      r'4, 8, 16 lie past it: they are extrapolated as scipy interp1d does'):
+        metrics = run_evaluator(FROCMetric(protocol='mp3d', breakdowns=False), scene())
+    assert metrics['froc/sens@0.5'] == pytest.approx(0.5)
+    assert all(math.isnan(metrics[f'froc/sens@{f}']) for f in (1, 2, 4, 8, 16))
+    assert math.isnan(metrics['froc/mean_0.5-4'])
+    # identical boxes: the same AP with or without the +1
+    assert metrics['froc/mAP@0.5'] == pytest.approx((51 + 25 * 0.5) / 101)
+    assert "protocol 'mp3d': official MP3D evaluation" in '\n'.join(report)
+    assert 'IoU >= 0.5 (continuous coordinates)' in '\n'.join(report)
+
+
+def test_default_protocol_is_named_in_the_report(report):
+    run_evaluator(FROCMetric(breakdowns=False, compute_map=False), scene())
+    text = '\n'.join(report)
+    assert "protocol 'deeplesion': DeepLesion protocol of 3DCE / MULAN / AlignShift" in text
+    assert 'IoU >= 0.5 (+1 pixel coordinates)' in text
+
+
 def test_lesion_breakdowns_count_other_lesions_detections_as_fp():
     metrics = run_evaluator(FROCMetric(breakdown_metrics=True, compute_map=False), scene())
     # lung (L2 only): A, C are FPs (other lesions), then 3 FAR FPs, then B hits:
@@ -223,6 +255,7 @@ def test_no_ground_truth_at_all():
     (dict(iou_thr=1.5), r'iou_thr must be in \(0, 1\]'),
     (dict(mean_fp_range=(20, 30)), 'no fps value lies in mean_fp_range'),
     (dict(out_of_subset_detections='drop'), 'out_of_subset_detections must be one of'),
+    (dict(protocol='lens'), "FROCMetric: unknown FROC protocol 'lens'; choose one of"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
