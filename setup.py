@@ -40,6 +40,8 @@ setup(
     entry_points={
         'console_scripts': [
             'mp3d-detect-volume = mp3d_mmdet.cli.detect_volume:main',
+            'mp3d-detect-volumes = mp3d_mmdet.cli.detect_volumes:main',
+            'mp3d-eval-volumes = mp3d_mmdet.cli.eval_volumes:main',
             'mp3d-eval-froc = mp3d_mmdet.cli.eval_froc:main',
             'mp3d-draw-detections = mp3d_mmdet.cli.draw_detections:main',
             'mp3d-make-synthetic-deeplesion = mp3d_mmdet.cli.make_synthetic_deeplesion:main',

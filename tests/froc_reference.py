@@ -1,4 +1,5 @@
-"""The DeepLesion FROC protocol as a plain per-detection loop: the readable specification.
+"""The DeepLesion FROC protocols (2D, and the 3D one of LENS) as plain per-detection loops: the
+readable specification.
 
 This is the evaluation routine shared by 3DCE, MULAN and AlignShift, rewritten step by step
 with the conventions :mod:`mp3d_mmdet.evaluation.functional.froc` fixes where the published
@@ -27,7 +28,8 @@ from mp3d_mmdet.structures import box_iou
 
 __all__ = [
     'froc_curve_reference', 'interpolate_sensitivity_reference',
-    'official_mp3d_sensitivity_reference'
+    'official_mp3d_sensitivity_reference', 'froc_curve_3d_reference',
+    'lens_sensitivity_reference', 'overlap_3d_reference'
 ]
 
 
@@ -132,3 +134,73 @@ def official_mp3d_sensitivity_reference(fp_per_image: np.ndarray, sensitivity: n
     with np.errstate(divide='ignore', invalid='ignore'):
         return np.asarray(interp1d(fp_per_image, sensitivity, fill_value='extrapolate')(fps),
                           dtype=np.float64)
+
+
+def overlap_3d_reference(box: np.ndarray, gts: np.ndarray, metric: str,
+                         key_slice_gt: bool) -> np.ndarray:
+    """LENS's overlap of one ``[x1, y1, z1, x2, y2, z2]`` detection with ``(g, 6)`` lesions,
+    inclusive voxel indices, written out per axis."""
+    sides = []
+    axes = (0, 1) if key_slice_gt else (0, 1, 2)
+    for k in axes:
+        lo = np.maximum(gts[:, k], box[k])
+        hi = np.minimum(gts[:, k + 3], box[k + 3])
+        sides.append(np.maximum(hi - lo + 1.0, 0.0))
+    inter = np.prod(sides, axis=0)
+    box_size = np.prod([box[k + 3] - box[k] + 1.0 for k in axes])
+    gt_size = np.prod([gts[:, k + 3] - gts[:, k] + 1.0 for k in axes], axis=0)
+    if key_slice_gt:  # the lesion's slice z (= z1 = z2) must lie in the detection's z range
+        inter = inter * ((box[2] <= gts[:, 2]) & (gts[:, 2] <= box[5]))
+    if metric == 'iou':
+        return inter / (box_size + gt_size - inter)
+    if metric == 'iobb':
+        return inter / box_size
+    if metric == 'iogt':
+        return inter / gt_size
+    return np.maximum(inter / box_size, inter / gt_size)  # 'iobbgt'
+
+
+def froc_curve_3d_reference(boxes_per_volume: Sequence[np.ndarray],
+                            gts_per_volume: Sequence[np.ndarray], overlap: str = 'iobb',
+                            overlap_thr: float = 0.3,
+                            key_slice_gt: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """The LENS 3D FROC curve, one detection at a time (ties in input order).
+
+    Returns:
+        ``(sensitivity, fp_per_volume)``, one point per detection in ranking order.
+    """
+    entries = [(-float(box[6]), v, k) for v, boxes in enumerate(boxes_per_volume)
+               for k, box in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 7))]
+    entries.sort()  # by descending score, then volume, then index: a stable ranking
+    hit = [np.zeros(len(np.asarray(g).reshape(-1, 6)), dtype=bool) for g in gts_per_volume]
+    num_gts = sum(len(h) for h in hit)
+    hits, misses, sens, fps = 0, 0, [], []
+    for _, v, k in entries:
+        box = np.asarray(boxes_per_volume[v], dtype=np.float64).reshape(-1, 7)[k]
+        gts = np.asarray(gts_per_volume[v], dtype=np.float64).reshape(-1, 6)
+        overlaps = overlap_3d_reference(box, gts, overlap, key_slice_gt)
+        if len(overlaps) == 0 or overlaps.max() < overlap_thr:
+            misses += 1
+        else:
+            for j in np.flatnonzero((overlaps >= overlap_thr) & ~hit[v]):
+                hit[v][j] = True
+                hits += 1
+        sens.append(hits / num_gts)
+        fps.append(misses / len(boxes_per_volume))
+    return np.array(sens, dtype=np.float64), np.array(fps, dtype=np.float64)
+
+
+def lens_sensitivity_reference(fp_per_volume: np.ndarray, sensitivity: np.ndarray,
+                               fps: Sequence[float]) -> np.ndarray:
+    """LENS's ``sens_at_FP``: 0 below the curve, scipy ``interp1d`` on it, the final value
+    beyond it."""
+    from scipy.interpolate import interp1d
+
+    if len(fp_per_volume) == 0:
+        return np.zeros(len(fps))
+    inside = [f for f in fps if fp_per_volume[0] <= f <= fp_per_volume[-1]]
+    read = (interp1d(fp_per_volume, sensitivity)(inside) if len(fp_per_volume) > 1 else
+            np.full(len(inside), sensitivity[0]))
+    return np.array([0.0 if f < fp_per_volume[0] else
+                     sensitivity[-1] if f > fp_per_volume[-1] else float(read[inside.index(f)])
+                     for f in fps], dtype=np.float64)

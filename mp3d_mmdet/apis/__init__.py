@@ -5,10 +5,22 @@
                                       'epoch_24.pth', device='cuda')
     write_volume_outputs(result, 'out/')
 
-CLI: ``mp3d-detect-volume INPUT --config CFG --checkpoint CKPT --out DIR``.
+CLI: ``mp3d-detect-volume INPUT --config CFG --checkpoint CKPT --out DIR``; many volumes
+(a list file, a folder, DeepLesion sub-volumes) into one resumable results file:
+``mp3d-detect-volumes`` (:mod:`mp3d_mmdet.apis.batch_volume_detection`).
 """
+from .batch_volume_detection import (RESULTS_FILE_NAME, BatchSummary, VolumeInput,
+                                     VolumeResultsFile, batch_settings, candidate_boxes_3d,
+                                     check_unique_names, detect_volume_batch,
+                                     read_volume_detections, volume_detect_function,
+                                     volume_inputs_from_deeplesion, volume_inputs_from_folder,
+                                     volume_inputs_from_list_file, volume_inputs_from_paths,
+                                     volume_name_of_path, volume_record)
 from .ct_volume import (STANDARD_ORIENTATION, SUPPORTED_FILE_SUFFIXES, CTVolume,
                         VolumeGeometry, VolumeInputError, read_ct_volume)
+from .deeplesion_subvolumes import (DeepLesionSubvolume, list_deeplesion_subvolumes,
+                                    parse_subvolume_name, read_deeplesion_subvolume,
+                                    write_deeplesion_subvolume_nifti)
 from .lesion_linking import (LesionCandidate, LinkedTrack, link_slice_detections,
                              measure_lesion_candidates)
 from .volume_detection import VolumeDetectionResult, detect_lesions_in_volume
@@ -27,5 +39,13 @@ __all__ = [
     'link_slice_detections', 'measure_lesion_candidates', 'VolumeDetectionResult',
     'detect_lesions_in_volume', 'LESION_CSV_COLUMNS', 'detections_to_dict',
     'write_detections_json', 'write_lesions_csv', 'write_candidate_overlays',
-    'write_volume_outputs', 'prepare_volume_output_dir', 'VOLUME_OUTPUT_ENTRIES'
+    'write_volume_outputs', 'prepare_volume_output_dir', 'VOLUME_OUTPUT_ENTRIES',
+    'DeepLesionSubvolume', 'list_deeplesion_subvolumes', 'read_deeplesion_subvolume',
+    'parse_subvolume_name', 'write_deeplesion_subvolume_nifti', 'RESULTS_FILE_NAME',
+    'VolumeInput', 'VolumeResultsFile', 'BatchSummary', 'batch_settings', 'candidate_boxes_3d',
+    'check_unique_names', 'detect_volume_batch', 'read_volume_detections',
+    'volume_detect_function',
+    'volume_inputs_from_deeplesion', 'volume_inputs_from_folder',
+    'volume_inputs_from_list_file', 'volume_inputs_from_paths', 'volume_name_of_path',
+    'volume_record'
 ]

@@ -14,6 +14,9 @@ before inference starts, and nothing is written to it if the run fails. Warnings
 (reorientation, intensities that do not look like HU, edge-slice replication ...) go to
 stderr and into detections.json. Unusable input, config, checkpoint or device: a one-line
 error on stderr and exit status 1 (2 for bad command-line arguments).
+
+Many volumes (a list file, a folder, DeepLesion sub-volumes) into one resumable results
+file: ``mp3d-detect-volumes`` (:mod:`mp3d_mmdet.cli.detect_volumes`).
 """
 import argparse
 import sys
@@ -26,19 +29,13 @@ from mmengine.config import DictAction
 PROG = 'mp3d-detect-volume'
 
 
-def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('input', help='CT volume file or DICOM series folder')
+def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the model and inference options shared with ``mp3d-detect-volumes``: ``--config``,
+    ``--checkpoint``, ``--device``, ``--score-thr``, ``--batch-size``, ``--pixel-spacing``,
+    ``--iou-thr``, ``--max-gap``, ``--min-slices``, ``--no-progress``, ``--cfg-options``."""
     parser.add_argument('--config', required=True, help='model config (its test pipeline '
                         'defines the N-slice input)')
     parser.add_argument('--checkpoint', required=True, help='model weights (.pth)')
-    parser.add_argument('--out', required=True,
-                        help='output folder: missing or empty, or with --overwrite an earlier '
-                        "run's results (replaced once the new ones are complete)")
-    parser.add_argument('--overwrite', action='store_true',
-                        help="replace an earlier run's results in --out")
     parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument('--score-thr', type=float, default=0.5,
                         help='smallest per-slice detection score kept and linked')
@@ -53,24 +50,45 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='slices without a box that one lesion may bridge')
     parser.add_argument('--min-slices', type=int, default=1,
                         help='fewest slices of a reported lesion candidate')
-    parser.add_argument('--top-k-overlays', type=int, default=10,
-                        help='draw overlays of this many best candidates')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                         help='override config keys as `mim test` does, e.g. '
                         'test_dataloader.dataset.pipeline.1.scale="(160,160)"')
-    args = parser.parse_args(argv)
+
+
+def check_detection_arguments(parser: argparse.ArgumentParser,
+                              args: argparse.Namespace) -> None:
+    """Exit with status 2 (``parser.error``) on an out-of-range option of
+    :func:`add_detection_arguments`."""
     checks = [(args.batch_size >= 1, '--batch-size must be >= 1'),
               (0.0 <= args.score_thr <= 1.0, '--score-thr must be in [0, 1]'),
               (0.0 < args.iou_thr <= 1.0, '--iou-thr must be in (0, 1]'),
               (args.max_gap >= 0, '--max-gap must be >= 0'),
               (args.min_slices >= 1, '--min-slices must be >= 1'),
-              (args.top_k_overlays >= 0, '--top-k-overlays must be >= 0'),
               (args.pixel_spacing is None or args.pixel_spacing > 0,
                '--pixel-spacing must be > 0')]
     for ok, message in checks:
         if not ok:
             parser.error(message)
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('input', help='CT volume file or DICOM series folder')
+    parser.add_argument('--out', required=True,
+                        help='output folder: missing or empty, or with --overwrite an earlier '
+                        "run's results (replaced once the new ones are complete)")
+    parser.add_argument('--overwrite', action='store_true',
+                        help="replace an earlier run's results in --out")
+    add_detection_arguments(parser)
+    parser.add_argument('--top-k-overlays', type=int, default=10,
+                        help='draw overlays of this many best candidates')
+    args = parser.parse_args(argv)
+    check_detection_arguments(parser, args)
+    if args.top_k_overlays < 0:
+        parser.error('--top-k-overlays must be >= 0')
     return args
 
 

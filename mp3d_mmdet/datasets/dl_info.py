@@ -33,14 +33,15 @@ import io
 import math
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..utils.validation import ct_spacing_problem
 from ..utils.safe_files import atomic_write
 
 __all__ = [
     'DL_INFO_COLUMNS', 'SPLIT_CODES', 'LESION_TYPE_NAMES', 'DLInfoRow', 'read_dl_info',
-    'write_dl_info', 'series_folder_name', 'slice_file_name'
+    'write_dl_info', 'series_folder_name', 'slice_file_name', 'consecutive_runs',
+    'subvolume_name', 'parse_subvolume_name'
 ]
 
 DL_INFO_COLUMNS: Tuple[str, ...] = (
@@ -62,6 +63,7 @@ LESION_TYPE_NAMES: Dict[int, str] = {
 }
 
 _FILE_NAME_PATTERN = re.compile(r'^(\d+)_(\d+)_(\d+)_(\d+)\.png$')
+_SUBVOLUME_NAME_PATTERN = re.compile(r'^(\d{6}_\d{2}_\d{2})_(\d{3,})-(\d{3,})$')
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,48 @@ def series_folder_name(patient_index: int, study_index: int, series_id: int) -> 
 def slice_file_name(slice_index: int) -> str:
     """``'<slice:03d>.png'``, the release's slice file name inside a series folder."""
     return f'{slice_index:03d}.png'
+
+
+def consecutive_runs(numbers: Sequence[int]) -> List[Tuple[int, int]]:
+    """The maximal runs of consecutive integers, as ``(first, last)``, in increasing order.
+
+    A DeepLesion series folder stores slices around its key slices only; each run of
+    consecutive slice numbers in it is one *sub-volume* (the unit of the manual 3D test set).
+
+    Args:
+        numbers (Sequence[int]): slice numbers, any order, duplicates allowed.
+
+    Returns:
+        list[tuple[int, int]]: e.g. ``[1, 2, 3, 7, 8]`` -> ``[(1, 3), (7, 8)]``.
+    """
+    runs: List[Tuple[int, int]] = []
+    for number in sorted(set(int(n) for n in numbers)):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], number)
+        else:
+            runs.append((number, number))
+    return runs
+
+
+def subvolume_name(series_folder: str, first: int, last: int) -> str:
+    """``'<series folder>_<first:03d>-<last:03d>'``, the name of a sub-volume in DeepLesion's
+    manual 3D test set (LENS), e.g. ``'000001_01_01_103-115'``."""
+    return f'{series_folder}_{first:03d}-{last:03d}'
+
+
+def parse_subvolume_name(name: str) -> Tuple[str, int, int]:
+    """``'000001_01_01_103-115'`` -> ``('000001_01_01', 103, 115)``.
+
+    Raises:
+        ValueError: not ``<patient:06d>_<study:02d>_<series:02d>_<first:03d>-<last:03d>`` with
+            ``first <= last``.
+    """
+    match = _SUBVOLUME_NAME_PATTERN.match(name)
+    if match is None or int(match.group(2)) > int(match.group(3)):
+        raise ValueError(f'{name!r} is not a DeepLesion sub-volume name '
+                         '(<patient:06d>_<study:02d>_<series:02d>_<first:03d>-<last:03d>, '
+                         'e.g. 000001_01_01_103-115)')
+    return match.group(1), int(match.group(2)), int(match.group(3))
 
 
 class _RowParser:

@@ -40,7 +40,11 @@ What is in it:
 * **Splits** by patient: 70 / 15 / 15 % with at least one patient in each.
 
 Deterministic for a seed: the same arguments give byte-identical files. Besides the release's
-``DL_info.csv`` and ``Images_png/``, the folder gets ``synthetic_recipe.json``
+``DL_info.csv`` and ``Images_png/``, the folder gets ``lesions_3d.pkl``, the 3D ground truth
+of every sub-volume (run of consecutive stored slices) in the format of DeepLesion's manual 3D
+test set (:mod:`~mp3d_mmdet.datasets.lesions_3d`; all three splits, every lesion whose core
+-- the ellipsoid without its soft edge -- reaches a stored slice, boxed on the slices and
+pixels it covers; vessels excluded), and ``synthetic_recipe.json``
 (:func:`synthetic_recipe`: the arguments and the generator's source digest), written last, so
 that a complete folder of the wanted data can be recognised and reused
 (``mp3d-make-synthetic-deeplesion --reuse``).
@@ -60,16 +64,20 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.safe_files import atomic_write
-from .dl_info import (DLInfoRow, series_folder_name, slice_file_name, write_dl_info)
+from .dl_info import (DLInfoRow, consecutive_runs, series_folder_name, slice_file_name,
+                      subvolume_name, write_dl_info)
+from .lesions_3d import write_lens_annotations
 from .slice_sampling import PNG_HU_OFFSET
 
 __all__ = ['make_synthetic_deeplesion', 'synthetic_recipe', 'read_synthetic_recipe',
-           'RECIPE_FILE', 'GENERATED_ENTRIES']
+           'RECIPE_FILE', 'LESIONS_3D_FILE', 'GENERATED_ENTRIES']
 
 #: Written last into every generated folder: the arguments and the generator's source digest.
 RECIPE_FILE = 'synthetic_recipe.json'
+#: The 3D ground truth of every sub-volume, in the format of the manual 3D test set.
+LESIONS_3D_FILE = 'lesions_3d.pkl'
 #: Everything the generator writes into its output folder.
-GENERATED_ENTRIES = ('DL_info.csv', 'Images_png', RECIPE_FILE)
+GENERATED_ENTRIES = ('DL_info.csv', 'Images_png', LESIONS_3D_FILE, RECIPE_FILE)
 
 _SLICE_INTERVALS_MM = (1.0, 2.5, 5.0)
 _LESION_TYPE_OF_REGION = {
@@ -483,6 +491,25 @@ def _lesion_row(series: _Series, lesion: _Lesion, split: int, gender: str,
         train_val_test=split)
 
 
+def _lesion_box_3d(series: _Series, blob: _Blob, first: int,
+                   last: int) -> Optional[List[float]]:
+    """``[x1, y1, z1, x2, y2, z2]`` of a lesion's core (the ellipsoid without its soft edge)
+    within slices ``first..last``: z = slice numbers whose plane cuts the core, x, y = 0-based
+    pixels of its widest cross-section (rounded outwards, clipped to the image); None if the
+    core reaches none of these slices."""
+    cut = [k for k in range(first, last + 1) if abs(series.z_of(k) - blob.cz) < blob.semi_z]
+    if not cut:
+        return None
+    c, t = math.cos(blob.theta), math.sin(blob.theta)
+    half_x = math.hypot(blob.semi_x * c, blob.semi_y * t)
+    half_y = math.hypot(blob.semi_x * t, blob.semi_y * c)
+    s, top = series.spacing, float(series.size - 1)
+    centre_half = ((blob.cx, half_x), (blob.cy, half_y))
+    x1, y1 = (max(0.0, float(math.floor((c0 - h) / s))) for c0, h in centre_half)
+    x2, y2 = (min(top, float(math.ceil((c0 + h) / s))) for c0, h in centre_half)
+    return [x1, y1, float(cut[0]), x2, y2, float(cut[-1])]
+
+
 def _split_codes(rng: np.random.Generator, num_patients: int) -> List[int]:
     num_val = max(1, int(round(0.15 * num_patients)))
     num_test = max(1, int(round(0.15 * num_patients)))
@@ -558,7 +585,8 @@ def make_synthetic_deeplesion(out_dir: str,
     holding it is complete.
 
     Returns:
-        dict: summary with ``csv_path``, ``images_dir``, ``num_patients``, ``num_series``,
+        dict: summary with ``csv_path``, ``images_dir``, ``lesions_3d_path``,
+        ``num_subvolumes``, ``num_patients``, ``num_series``,
         ``num_key_slices``, ``num_lesions``, ``num_noisy_rows``, ``num_vessels``,
         ``num_png_files``, ``splits`` (``{'train'|'val'|'test': {'patients', 'key_slices',
         'lesions', 'noisy_lesions'}}``), ``series_per_slice_interval`` (mm -> count),
@@ -588,8 +616,9 @@ def make_synthetic_deeplesion(out_dir: str,
         lesions_per_series=lesions_per_series, lesion_diameter_mm=lesion_diameter_mm,
         noisy_fraction=noisy_fraction, vessels_per_series=vessels_per_series,
         vessel_max_diameter_mm=vessel_max_diameter_mm)
-    csv_path, images_dir, recipe_path = (osp.join(out_dir, name) for name in GENERATED_ENTRIES)
-    for path in (csv_path, images_dir, recipe_path):
+    csv_path, images_dir, lesions_3d_path, recipe_path = (osp.join(out_dir, name)
+                                                          for name in GENERATED_ENTRIES)
+    for path in (csv_path, images_dir, lesions_3d_path, recipe_path):
         if osp.exists(path):
             raise FileExistsError(f'{path} already exists; choose an empty output folder')
 
@@ -666,6 +695,16 @@ def make_synthetic_deeplesion(out_dir: str,
         if not cv2.imwrite(path, values):
             raise OSError(f'could not write {path}')
     write_dl_info(csv_path, rows)
+    lesions_3d: Dict[str, Dict[str, np.ndarray]] = {'train': {}, 'val': {}, 'test': {}}
+    for series in all_series:
+        stored = [i for lo, hi in series.windows.values() for i in range(lo, hi + 1)]
+        for first, last in consecutive_runs(stored):
+            boxes = [box for box in (_lesion_box_3d(series, lesion.blob, first, last)
+                                     for lesion in series.lesions) if box is not None]
+            split = {1: 'train', 2: 'val', 3: 'test'}[splits[series.patient - 1]]
+            lesions_3d[split][subvolume_name(series.folder, first, last)] = np.array(
+                boxes, dtype=np.float64).reshape(-1, 6)
+    write_lens_annotations(osp.join(out_dir, LESIONS_3D_FILE), lesions_3d)
     with atomic_write(recipe_path) as handle:  # written last, whole: marks a complete set
         json.dump(recipe, handle, indent=2, sort_keys=True)
 
@@ -682,6 +721,8 @@ def make_synthetic_deeplesion(out_dir: str,
     return dict(
         csv_path=csv_path,
         images_dir=images_dir,
+        lesions_3d_path=lesions_3d_path,
+        num_subvolumes=sum(len(volumes) for volumes in lesions_3d.values()),
         num_patients=num_patients,
         num_series=len(all_series),
         num_key_slices=len(key_counts),

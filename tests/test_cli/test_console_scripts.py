@@ -29,7 +29,7 @@ def test_each_cli_module_is_a_console_script_named_by_its_prog():
         wrapper = osp.join(REPO, WRAPPER_FOLDERS.get(name, 'tools'), f'{name}.py')
         assert f"run_module('mp3d_mmdet.cli.{name}'" in open(wrapper).read(), wrapper
     assert scripts == expected
-    assert len(expected) == 7
+    assert len(expected) == 9
 
 
 def test_installed_command_runs():

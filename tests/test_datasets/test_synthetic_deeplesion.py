@@ -24,7 +24,8 @@ def generated(tmp_path_factory):
 
 def test_layout_and_all_18_columns(generated):
     root, summary, rows = generated
-    assert sorted(os.listdir(root)) == ['DL_info.csv', 'Images_png', 'synthetic_recipe.json']
+    assert sorted(os.listdir(root)) == ['DL_info.csv', 'Images_png', 'lesions_3d.pkl',
+                                        'synthetic_recipe.json']
     with open(osp.join(root, 'DL_info.csv'), newline='') as handle:
         header = next(csv.reader(handle))
     assert tuple(header) == DL_INFO_COLUMNS
@@ -148,8 +149,9 @@ def test_deterministic_bytes_for_a_seed(tmp_path):
     first = make_synthetic_deeplesion(str(tmp_path / 'a'), **kwargs)
     second = make_synthetic_deeplesion(str(tmp_path / 'b'), **kwargs)
     make_synthetic_deeplesion(str(tmp_path / 'c'), **dict(kwargs, seed=8))
-    assert {k: v for k, v in first.items() if k not in ('csv_path', 'images_dir')} == {
-        k: v for k, v in second.items() if k not in ('csv_path', 'images_dir')}
+    paths = ('csv_path', 'images_dir', 'lesions_3d_path')
+    assert {k: v for k, v in first.items() if k not in paths} == {
+        k: v for k, v in second.items() if k not in paths}
 
     def files(root):
         found = {}
@@ -255,3 +257,44 @@ def test_crowded_series_keep_their_lesions():
         assert len(series.lesions) == 3
         kept.append(len(series.vessels))
     assert min(kept) < 8  # the crowding did happen
+
+
+def test_3d_ground_truth_of_every_sub_volume(generated):
+    """lesions_3d.pkl: one entry per run of stored slices, each lesion's 3D box around its
+    key-slice box and through its key slice, vessels left out."""
+    from mp3d_mmdet.datasets.dl_info import consecutive_runs, subvolume_name
+    from mp3d_mmdet.datasets.lesions_3d import read_lens_annotations
+    from mp3d_mmdet.structures import box_iou
+
+    root, summary, rows = generated
+    truth = {split: read_lens_annotations(summary['lesions_3d_path'], split).boxes
+             for split in ('train', 'val', 'test')}
+    expected_names = {}
+    for series in sorted({r.series_folder for r in rows}):
+        stored = [int(f[:-4]) for f in os.listdir(osp.join(root, 'Images_png', series))]
+        split = {1: 'train', 2: 'val', 3: 'test'}[
+            next(r.train_val_test for r in rows if r.series_folder == series)]
+        for first, last in consecutive_runs(stored):
+            expected_names[subvolume_name(series, first, last)] = split
+    assert {name: split for split, boxes in truth.items() for name in boxes} == expected_names
+    assert summary['num_subvolumes'] == len(expected_names)
+    for row in rows:  # every annotated lesion has a 3D box through its key slice
+        split = {1: 'train', 2: 'val', 3: 'test'}[row.train_val_test]
+        name = next(n for n in truth[split] if n.startswith(row.series_folder + '_')
+                    and int(n[-7:-4]) <= row.key_slice_index <= int(n[-3:]))
+        boxes = truth[split][name]
+        through = boxes[(boxes[:, 2] <= row.key_slice_index)
+                        & (row.key_slice_index <= boxes[:, 5])]
+        x1, y1, x2, y2 = np.array(row.bounding_box) - 1.0  # 0-based key-slice box
+        centres = (through[:, [0, 1]] + through[:, [3, 4]]) / 2
+        assert ((x1 <= centres[:, 0]) & (centres[:, 0] <= x2)
+                & (y1 <= centres[:, 1]) & (centres[:, 1] <= y2)).any()
+        assert box_iou(through[:, [0, 1, 3, 4]], np.array([[x1, y1, x2, y2]]),
+                       legacy_plus_one=True).max() > 0.25
+    # lesions only: at most one box per lesion of the series in each sub-volume
+    lesions_per_series = {}
+    for row in rows:
+        lesions_per_series[row.series_folder] = lesions_per_series.get(row.series_folder, 0) + 1
+    for split, boxes in truth.items():
+        for name, b in boxes.items():
+            assert len(b) <= lesions_per_series[name[:12]]

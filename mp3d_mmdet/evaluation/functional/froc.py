@@ -44,10 +44,13 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ...structures.boxes import as_boxes, iou_from_columns
+from ...structures.boxes import as_boxes, overlap_from_columns
 from .froc_protocols import FROCProtocol, get_froc_protocol
 
-__all__ = ['DEFAULT_FPS', 'FROCCurve', 'froc_curve', 'lesion_subset_froc_curves', 'sens_at_fp']
+__all__ = [
+    'DEFAULT_FPS', 'BoxMatching', 'FROCCurve', 'froc_curve', 'lesion_subset_froc_curves',
+    'sens_at_fp'
+]
 
 #: The FP-per-image rates at which DeepLesion papers report sensitivity.
 DEFAULT_FPS: Tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -118,7 +121,8 @@ def froc_curve(boxes_per_image: Sequence[np.ndarray],
             would be undefined).
     """
     if ignored_gts_per_image is None:
-        matches = _match(boxes_per_image, gts_per_image, iou_thr, legacy_plus_one)
+        matches = _match(boxes_per_image, gts_per_image, iou_thr,
+                         BoxMatching(legacy_plus_one=legacy_plus_one))
         return _curve(matches, np.ones(matches.num_gts, dtype=bool), others_are_fp=True)
     if len(ignored_gts_per_image) != len(gts_per_image):
         raise ValueError(f'ignored_gts_per_image must have one entry per image '
@@ -132,7 +136,8 @@ def froc_curve(boxes_per_image: Sequence[np.ndarray],
                 for g, h in zip(gts_per_image, ignored_gts_per_image)]
     counted = [np.arange(len(c)) < len(np.asarray(g).reshape(-1, 4))
                for c, g in zip(combined, gts_per_image)]
-    matches = _match(boxes_per_image, combined, iou_thr, legacy_plus_one)
+    matches = _match(boxes_per_image, combined, iou_thr,
+                     BoxMatching(legacy_plus_one=legacy_plus_one))
     return _curve(matches, np.concatenate(counted), others_are_fp=False)
 
 
@@ -168,7 +173,8 @@ def lesion_subset_froc_curves(
     if out_of_subset_detections not in ('false_positive', 'ignore'):
         raise ValueError(f"out_of_subset_detections must be 'false_positive' or 'ignore', got "
                          f'{out_of_subset_detections!r}')
-    matches = _match(boxes_per_image, gts_per_image, iou_thr, legacy_plus_one,
+    matches = _match(boxes_per_image, gts_per_image, iou_thr,
+                     BoxMatching(legacy_plus_one=legacy_plus_one),
                      allow_no_gt=True)
     curves: Dict[str, Optional[FROCCurve]] = {}
     for name, masks in subset_masks.items():
@@ -213,28 +219,55 @@ class _Matches:
         return int(self.gt_counts.sum())
 
 
+@dataclass(frozen=True)
+class BoxMatching:
+    """How detections are matched to lesions: box layout, overlap measure, convention.
+
+    Attributes:
+        axes: 2 (boxes ``[x1, y1, x2, y2]``) or 3 (``[x1, y1, z1, x2, y2, z2]``).
+        metric: an overlap measure of :data:`mp3d_mmdet.structures.boxes.OVERLAP_METRICS`.
+        legacy_plus_one: inclusive pixel / voxel indices (sides ``hi - lo + 1``).
+        key_slice_gt: 3D detections against lesions drawn on one slice,
+            ``[x1, y1, z, x2, y2, z]``: the overlap is the in-plane one where the detection's
+            z range holds ``z``, else 0.
+        unit: what the lists are per (``'image'`` or ``'volume'``), for messages.
+        thr_name: the threshold's argument name, for messages.
+    """
+    axes: int = 2
+    metric: str = 'iou'
+    legacy_plus_one: bool = True
+    key_slice_gt: bool = False
+    unit: str = 'image'
+    thr_name: str = 'iou_thr'
+
+
 def _match(boxes_per_image: Sequence[np.ndarray], gts_per_image: Sequence[np.ndarray],
-           iou_thr: float, legacy_plus_one: bool, allow_no_gt: bool = False) -> _Matches:
-    """Validate the input, rank the detections, find the pairs with IoU >= ``iou_thr``."""
+           thr: float, matching: BoxMatching, allow_no_gt: bool = False) -> _Matches:
+    """Validate the input, rank the detections, find the pairs with overlap >= ``thr``."""
+    boxes_name, gts_name = f'boxes_per_{matching.unit}', f'gts_per_{matching.unit}'
     num_images = len(boxes_per_image)
     if len(gts_per_image) != num_images:
-        raise ValueError(f'boxes_per_image and gts_per_image must have one entry per image, got '
-                         f'{num_images} and {len(gts_per_image)}')
-    if not 0.0 < iou_thr <= 1.0:
-        raise ValueError(f'iou_thr must be in (0, 1], got {iou_thr}')
-    # coordinates as rows (x1, y1, x2, y2[, score]) of all images' boxes, concatenated
-    dets, det_counts = _concat_per_image(boxes_per_image, 5, 'boxes_per_image')
-    gts, gt_counts = _concat_per_image(gts_per_image, 4, 'gts_per_image')
+        raise ValueError(f'{boxes_name} and {gts_name} must have one entry per '
+                         f'{matching.unit}, got {num_images} and {len(gts_per_image)}')
+    if not 0.0 < thr <= 1.0:
+        raise ValueError(f'{matching.thr_name} must be in (0, 1], got {thr}')
+    # coordinates as rows (x1, y1[, z1], x2, y2[, z2][, score]) of all boxes, concatenated
+    dets, det_counts = _concat_per_image(boxes_per_image, 2 * matching.axes + 1, boxes_name)
+    gts, gt_counts = _concat_per_image(gts_per_image, 2 * matching.axes, gts_name)
     if gts.shape[1] == 0 and not allow_no_gt:
-        raise ValueError('gts_per_image holds no ground-truth box: the sensitivity is undefined')
+        raise ValueError(f'{gts_name} holds no ground-truth box: the sensitivity is undefined')
+    if matching.key_slice_gt and (gts[2] != gts[5]).any():
+        row = int(np.argmax(gts[2] != gts[5]))
+        raise ValueError(f'{gts_name}: key-slice ground truth must be [x1, y1, z, x2, y2, z] '
+                         f'(z1 == z2), lesion {row} (in {matching.unit} order) is '
+                         f'{gts[:, row].tolist()}')
 
     det_image = np.repeat(np.arange(num_images), det_counts)
-    scores = dets[4]
+    scores = dets[2 * matching.axes]
     order = _stable_descending_order(scores)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    pair_det, pair_gt = _overlapping_pairs(dets, det_image, gts, gt_counts, iou_thr,
-                                           legacy_plus_one)
+    pair_det, pair_gt = _overlapping_pairs(dets, det_image, gts, gt_counts, thr, matching)
     return _Matches(num_images=num_images, gt_counts=gt_counts, scores=scores[order],
                     pair_rank=rank[pair_det], pair_gt=pair_gt)
 
@@ -293,16 +326,18 @@ def sens_at_fp(boxes_per_image: Sequence[np.ndarray],
 
 
 def _overlapping_pairs(dets: np.ndarray, det_image: np.ndarray, gts: np.ndarray,
-                       gt_counts: np.ndarray, iou_thr: float,
-                       legacy_plus_one: bool) -> Tuple[np.ndarray, np.ndarray]:
-    """All (detection, lesion) pairs of one image with IoU >= ``iou_thr``.
+                       gt_counts: np.ndarray, thr: float,
+                       matching: BoxMatching) -> Tuple[np.ndarray, np.ndarray]:
+    """All (detection, lesion) pairs of one image with overlap >= ``thr``.
 
     Args:
-        dets: ``(>=4, N)`` coordinate rows ``x1, y1, x2, y2`` of the detections of all
-            images, concatenated in image order.
+        dets: ``(>= 2 * axes, N)`` coordinate rows ``x1, y1[, z1], x2, y2[, z2]`` of the
+            detections of all images, concatenated in image order.
         det_image: ``(N,)`` int image index of each detection (non-decreasing).
-        gts: ``(4, G)`` coordinate rows of the lesions of all images, in image order.
+        gts: ``(2 * axes, G)`` coordinate rows of the lesions of all images, in image order.
         gt_counts: ``(num_images,)`` int number of lesions per image.
+        thr: the smallest overlap of a pair, > 0.
+        matching: the box layout and overlap measure.
 
     Returns:
         Two ``(P,)`` int arrays: detection index, lesion index (columns of ``dets``/``gts``).
@@ -313,21 +348,28 @@ def _overlapping_pairs(dets: np.ndarray, det_image: np.ndarray, gts: np.ndarray,
     # lesion index of pair p = gt_start[image] + (p - first pair of its detection)
     shift = np.cumsum(pairs_per_det) - pairs_per_det - gt_start[det_image]
     pair_gt = np.arange(len(pair_det)) - np.repeat(shift, pairs_per_det)
-    # IoU >= iou_thr > 0 needs a positive intersection width: compute the IoU of the pairs
-    # that overlap in x only (the same formula on the same numbers, so the same result)
-    extra = 1.0 if legacy_plus_one else 0.0
-    ax1, ax2 = dets[0].take(pair_det), dets[2].take(pair_det)
-    bx1, bx2 = gts[0].take(pair_gt), gts[2].take(pair_gt)
+    # an overlap >= thr > 0 needs a positive intersection along x: compute the overlap of the
+    # pairs that overlap in x only (the same formula on the same numbers, so the same result)
+    axes = matching.axes
+    extra = 1.0 if matching.legacy_plus_one else 0.0
+    ax1, ax2 = dets[0].take(pair_det), dets[axes].take(pair_det)
+    bx1, bx2 = gts[0].take(pair_gt), gts[axes].take(pair_gt)
     width = np.minimum(ax2, bx2)
     width -= np.maximum(ax1, bx1)
     width += extra
     candidate = np.flatnonzero(width > 0)
     pair_det, pair_gt = pair_det[candidate], pair_gt[candidate]
-    iou = iou_from_columns(ax1[candidate], dets[1].take(pair_det), ax2[candidate],
-                           dets[3].take(pair_det), bx1[candidate], gts[1].take(pair_gt),
-                           bx2[candidate], gts[3].take(pair_gt),
-                           legacy_plus_one=legacy_plus_one)
-    keep = iou >= iou_thr
+    measured = range(1, 2 if matching.key_slice_gt else axes)  # axes after x
+    overlap = overlap_from_columns(
+        [ax1[candidate]] + [dets[k].take(pair_det) for k in measured],
+        [ax2[candidate]] + [dets[axes + k].take(pair_det) for k in measured],
+        [bx1[candidate]] + [gts[k].take(pair_gt) for k in measured],
+        [bx2[candidate]] + [gts[axes + k].take(pair_gt) for k in measured],
+        legacy_plus_one=matching.legacy_plus_one, metric=matching.metric)
+    if matching.key_slice_gt:  # the lesion's slice must lie in the detection's z range
+        z = gts[2].take(pair_gt)
+        overlap *= (dets[2].take(pair_det) <= z) & (z <= dets[5].take(pair_det))
+    keep = overlap >= thr
     return pair_det[keep], pair_gt[keep]
 
 

@@ -15,7 +15,8 @@ __all__ = ['plot_froc_curves']
 def plot_froc_curves(curves: Mapping[str, FROCCurve], path: str,
                      fps: Sequence[float] = DEFAULT_FPS, title: str = 'FROC',
                      num_points: int = 1000,
-                     protocol: Union[str, FROCProtocol] = 'deeplesion') -> None:
+                     protocol: Union[str, FROCProtocol] = 'deeplesion',
+                     x_label: str = 'false positives per image') -> None:
     """Draw sensitivity against false positives per image (log2 axis) and save it as PNG.
 
     Args:
@@ -27,6 +28,7 @@ def plot_froc_curves(curves: Mapping[str, FROCCurve], path: str,
         title: figure title.
         num_points: number of log-spaced FP rates at which each curve is drawn.
         protocol: how the curves are read (:mod:`.froc_protocols`), as in the report.
+        x_label: the x axis label (per image, per sub-volume ...).
     """
     # the Agg canvas directly: headless, and the global pyplot backend is left untouched
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -60,7 +62,7 @@ def plot_froc_curves(curves: Mapping[str, FROCCurve], path: str,
     ax.set_ylim(0.0, 1.0)
     ax.set_xticks(fps)
     ax.set_xticklabels([f'{f:g}' for f in fps])
-    ax.set_xlabel('false positives per image')
+    ax.set_xlabel(x_label)
     ax.set_ylabel('sensitivity')
     ax.set_title(title)
     ax.grid(True, which='major', alpha=0.4)

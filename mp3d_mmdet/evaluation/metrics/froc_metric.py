@@ -50,7 +50,7 @@ from ..functional.froc_plot import plot_froc_curves
 from ..functional.froc_protocols import FROCProtocol, get_froc_protocol
 from .froc_records import dump_records_json, record_from_data_sample
 
-__all__ = ['FROCMetric', 'SIZE_SUBSETS_MM', 'SLICE_INTERVAL_THR_MM']
+__all__ = ['FROCMetric', 'SIZE_SUBSETS_MM', 'SLICE_INTERVAL_THR_MM', 'lesion_size_subsets']
 
 #: Lesion size subsets: key name, then the long diameter range in mm, ``lo <= d <= hi`` for the
 #: middle subset and strict at the open ends (``d < 10``, ``d > 30``).
@@ -294,8 +294,7 @@ class FROCMetric(BaseMetric):
         lesion_subsets = OrderedDict(
             (f'type_{name}', types == code) for code, name in LESION_TYPE_NAMES.items()
             if code > 0)  # the 8 known types
-        for name, lo, hi in SIZE_SUBSETS_MM:
-            lesion_subsets[name] = _in_size_range(diameters, lo, hi)
+        lesion_subsets.update(lesion_size_subsets(diameters))
         intervals = np.array([r['slice_interval'] for r in results], dtype=np.float64)
         if np.isnan(intervals).any():
             first = results[int(np.argmax(np.isnan(intervals)))]['img_id']
@@ -358,13 +357,26 @@ class FROCMetric(BaseMetric):
         print_log(f'FROC plot written to {path}', logger=logger)
 
 
-def _in_size_range(diameters: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Mask of ``lo <= d <= hi``, strict at an infinite end (``d < hi``, ``d > lo``); NaN: False."""
-    if not math.isfinite(lo):
-        return diameters < hi
-    if not math.isfinite(hi):
-        return diameters > lo
-    return (diameters >= lo) & (diameters <= hi)
+def lesion_size_subsets(sizes_mm: np.ndarray) -> 'OrderedDict[str, np.ndarray]':
+    """The size subsets of :data:`SIZE_SUBSETS_MM` as lesion masks.
+
+    Args:
+        sizes_mm: ``(G,)`` lesion sizes in mm (NaN: unknown, in no subset).
+
+    Returns:
+        subset name -> ``(G,)`` bool mask: ``lo <= d <= hi``, strict at an infinite end
+        (``d < 10``, ``d > 30``).
+    """
+    sizes_mm = np.asarray(sizes_mm, dtype=np.float64)
+    masks: 'OrderedDict[str, np.ndarray]' = OrderedDict()
+    for name, lo, hi in SIZE_SUBSETS_MM:
+        if not math.isfinite(lo):
+            masks[name] = sizes_mm < hi
+        elif not math.isfinite(hi):
+            masks[name] = sizes_mm > lo
+        else:
+            masks[name] = (sizes_mm >= lo) & (sizes_mm <= hi)
+    return masks
 
 
 def _detections(record: dict) -> np.ndarray:

@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Detect lesions in many CT volumes into one resumable results file, OUT/detections_3d.jsonl.
+
+    mp3d-detect-volumes --list volumes.txt --config CFG --checkpoint CKPT --out results/
+    mp3d-detect-volumes --folder scans/ --config CFG --checkpoint CKPT --out results/
+    mp3d-detect-volumes --deeplesion DeepLesion/ --split test --config CFG --checkpoint CKPT \\
+        --out results/lens_test [--device cuda] [--score-thr 0.05]
+
+Inputs: --list FILE (one volume file or DICOM series folder per line, relative to the list
+file's folder; blank lines and '#' lines skipped), --folder DIR (every .nii, .nii.gz, .mha,
+.mhd, .nrrd, .nhdr file and every DICOM series sub-folder in it), or --deeplesion ROOT (every
+run of consecutive slice files of the release, named like 000001_01_01_103-115; --split
+train/val/test keeps the series of that split). Volume names (DeepLesion sub-volume name, file
+name without suffix, DICOM folder name) must be unique.
+
+Each volume is read, detected and linked exactly as by mp3d-detect-volume, and one JSON line
+{"name", "source", "shape_xyz", "spacing_mm_xyz", "z_offset", "boxes": [[x1, y1, z1, x2, y2, z2,
+score], ...]} is appended (and flushed to disk) as it finishes, after a header line recording
+the model settings (mp3d_mmdet.apis.batch_volume_detection). Rerunning the same command
+resumes: finished volumes are skipped, a line cut short by an interruption is redone. A
+results file of other settings (config, checkpoint, score threshold, linking ...) is refused
+unless --restart is given, which starts a new file in its place (discarding its lines; nothing
+else in OUT is touched). Unusable input list, config, checkpoint, device or volume: a one-line
+error and exit status 1 (--keep-going skips unreadable volumes, names them, and exits 1 at the
+end); 130 after Ctrl-C (rerun to resume); 2 for bad command-line arguments.
+"""
+import argparse
+import sys
+import warnings
+from typing import Callable, List, Optional
+
+from .detect_volume import add_detection_arguments, check_detection_arguments
+
+PROG = 'mp3d-detect-volumes'
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    inputs = parser.add_mutually_exclusive_group(required=True)
+    inputs.add_argument('--list', metavar='FILE',
+                        help="text file: one volume file or DICOM folder per line ('#' "
+                        'comments; relative to the file)')
+    inputs.add_argument('--folder', metavar='DIR',
+                        help='folder of volume files and/or DICOM series sub-folders')
+    inputs.add_argument('--deeplesion', metavar='ROOT',
+                        help='DeepLesion release folder (DL_info.csv, Images_png/): its '
+                        'sub-volumes')
+    parser.add_argument('--split', choices=('train', 'val', 'test'), default=None,
+                        help='with --deeplesion: only the series of this split (default: all)')
+    parser.add_argument('--out', required=True,
+                        help='output folder of detections_3d.jsonl (created if missing; an '
+                        'existing results file of the same settings is resumed)')
+    parser.add_argument('--restart', action='store_true',
+                        help='start a new results file even if --out holds one (its lines '
+                        'are discarded)')
+    parser.add_argument('--keep-going', action='store_true',
+                        help='skip volumes that cannot be read (named on stderr; exit status '
+                        '1 at the end) instead of stopping')
+    add_detection_arguments(parser)
+    args = parser.parse_args(argv)
+    check_detection_arguments(parser, args)
+    if args.split is not None and args.deeplesion is None:
+        parser.error('--split needs --deeplesion')
+    return args
+
+
+def _collect_inputs(args: argparse.Namespace, warn: Callable[[str], None]) -> list:
+    """The batch's VolumeInputs; the listing functions' warnings go to ``warn``."""
+    from mp3d_mmdet.apis import (volume_inputs_from_deeplesion, volume_inputs_from_folder,
+                                 volume_inputs_from_list_file)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        if args.list is not None:
+            inputs = volume_inputs_from_list_file(args.list)
+        elif args.folder is not None:
+            inputs = volume_inputs_from_folder(args.folder)
+        else:
+            inputs = volume_inputs_from_deeplesion(args.deeplesion, args.split)
+    for item in caught:
+        if issubclass(item.category, UserWarning):
+            warn(str(item.message))
+    return inputs
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    # mmengine imports the deprecated pkg_resources: keep stderr for the user's messages
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    from tqdm import tqdm
+
+    from mp3d_mmdet.apis import (InferenceSetupError, VolumeInputError, VolumeLesionDetector,
+                                 batch_settings, check_unique_names, detect_volume_batch,
+                                 load_inference_config, volume_detect_function)
+
+    def warn(message: str) -> None:
+        tqdm.write(f'{PROG}: warning: {message}', file=sys.stderr)
+
+    def make_detect():
+        detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
+        for message in detector.warnings:
+            warn(message)
+        return volume_detect_function(detector, batch_size=args.batch_size,
+                                      score_thr=args.score_thr, iou_thr=args.iou_thr,
+                                      max_gap=args.max_gap, min_slices=args.min_slices)
+
+    try:
+        inputs = _collect_inputs(args, warn)
+        check_unique_names(inputs)
+        cfg = load_inference_config(args.config, args.cfg_options)
+        settings = batch_settings(args.config, args.checkpoint, args.cfg_options,
+                                  args.score_thr, args.pixel_spacing, args.iou_thr,
+                                  args.max_gap, args.min_slices, cfg=cfg)
+        summary = detect_volume_batch(
+            inputs, args.out, settings, make_detect, restart=args.restart,
+            keep_going=args.keep_going, progress=not args.no_progress, report=warn,
+            restart_option='--restart')
+    except (VolumeInputError, InferenceSetupError, ValueError) as error:
+        print(f'{PROG}: error: {error}', file=sys.stderr)
+        return 1
+    except OSError as error:  # a missing path, a full disk ...: finished lines stay
+        message = f'{error.strerror}: {error.filename}' if error.filename else str(error)
+        print(f'{PROG}: error: {message}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f'{PROG}: interrupted; finished volumes are in {args.out}: rerun the same '
+              'command to resume', file=sys.stderr)
+        return 130
+    print(f'{PROG}: {len(summary.done)} volume(s) detected, {len(summary.skipped)} already '
+          f'done, {len(summary.failed)} unreadable; results: {summary.path}')
+    if summary.failed:
+        print(f'{PROG}: error: {len(summary.failed)} of {len(inputs)} volume(s) could not be '
+              f'read (e.g. {next(iter(summary.failed))}); rerun after fixing them to complete '
+              'the results', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
