@@ -36,6 +36,7 @@ setup(
         'matplotlib>=3.5',
         'opencv-python>=4.5,<4.12',
         'tqdm',
+        'highdicom>=0.28,<0.29',  # DICOM SR output
     ],
     entry_points={
         'console_scripts': [

@@ -130,11 +130,12 @@ def test_row5_rerun_leaves_exactly_the_new_results(detect, capsys, tmp_path):
     run, cfg, ckpt, volume = detect
     args = [volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out',
             '--score-thr', '0.0']
-    assert run(args + ['--top-k-overlays', '3'], capsys)[0] == 0
-    assert 'overlays/candidate_003.png' in _files(tmp_path / 'out')
+    assert run(args + ['--top-k-overlays', '3'], capsys)[0] == 0  # all viewer files too
+    assert {'overlays/candidate_003.png', 'report.html'} <= set(_files(tmp_path / 'out'))
     code, err = run(args, capsys)  # refused without --overwrite
     _one_line_error(code, err, 'is not empty', 'pass --overwrite')
-    assert run(args + ['--top-k-overlays', '1', '--overwrite'], capsys)[0] == 0
+    assert run(args + ['--top-k-overlays', '1', '--formats', 'none', '--overwrite'],
+               capsys)[0] == 0
     assert sorted(_files(tmp_path / 'out')) == [
         'detections.json', 'lesions.csv', 'overlays/candidate_001.png']
     assert os.listdir(tmp_path) == ['out']

@@ -4,9 +4,11 @@
 #   bash tools/setup_env.sh            # creates/updates .venv/ at the repository root
 #
 # Installs torch, mmengine 0.10.7, mmcv 2.1.0 WITH compiled ops (built from the PyPI sdist
-# unless a matching wheel is cached), mmdet 3.3.0, openmim, SimpleITK, pycocotools, pytest (with
-# pytest-xdist) and
-# this plugin in editable mode, then verifies that mmcv's compiled ops run.
+# unless a matching wheel is cached), mmdet 3.3.0, openmim, SimpleITK, pycocotools, highdicom
+# (DICOM SR output), pytest (with pytest-xdist) and this plugin in editable mode, then verifies
+# that mmcv's compiled ops run. Where the machine allows it (root and apt-get), it also installs
+# the Debian packages the viewer-file tests use: chromium (the HTML report rendered headless)
+# and dicom3tools (dciodvfy checks the DICOM SR); elsewhere those tests are skipped, said so.
 # Idempotent: on a ready environment it only re-verifies (a few seconds).
 #
 # Environment variables (all optional):
@@ -34,7 +36,11 @@ SETUPTOOLS_SPEC='setuptools>=77,<82'
 STACK=(
   'mmengine==0.10.7' 'mmdet==3.3.0' 'openmim==0.3.9' 'numpy>=1.23,<2' 'opencv-python>=4.5,<4.12'
   'SimpleITK>=2.2' 'nibabel>=5' 'pycocotools>=2.0.6' 'matplotlib>=3.5' 'tqdm' 'pytest>=7' 'pytest-xdist>=3' 'hypothesis>=6'
+  # DICOM SR; pyjpegls 1.4 is the last release for numpy < 2
+  'highdicom==0.28.2' 'pydicom==3.0.2' 'pyjpegls==1.4.0'
 )
+# Debian packages of the viewer-file tests: command -> package
+SYSTEM_TOOLS=(chromium:chromium dciodvfy:dicom3tools)
 
 STEP='start'
 step() { STEP="$1"; echo "==> [setup_env] $1"; }
@@ -67,6 +73,25 @@ print(f'verified: torch {torch.__version__}, mmcv ops on CPU, mmengine {mmengine
 PY
 }
 
+system_tools() {
+  local missing=() entry
+  for entry in "${SYSTEM_TOOLS[@]}"; do
+    command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    step "install the Debian packages of the viewer-file tests (${missing[*]})"
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || \
+       { apt-get update -qq >/dev/null 2>&1 && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; }; then
+      return 0
+    fi
+  fi
+  echo "==> [setup_env] note: ${missing[*]} not installed (needs root and apt-get); the tests" \
+       "that render the HTML report or validate the DICOM SR with them are skipped"
+}
+
+system_tools
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(fingerprint)" ]]; then
   step "environment at $VENV is up to date; verifying"
   verify

@@ -63,6 +63,7 @@ from ..utils.safe_files import atomic_write
 from .ct_volume import SUPPORTED_FILE_SUFFIXES, CTVolume, VolumeInputError, read_ct_volume
 from .deeplesion_subvolumes import (DeepLesionSubvolume, list_deeplesion_subvolumes,
                                     read_deeplesion_subvolume)
+from .candidate_regions import candidate_box_3d
 from .lesion_linking import LesionCandidate
 
 try:
@@ -264,7 +265,7 @@ def check_unique_names(inputs: Sequence[VolumeInput]) -> None:
 
 
 def candidate_boxes_3d(candidates: Sequence[LesionCandidate]) -> np.ndarray:
-    """3D boxes of lesion candidates.
+    """3D boxes of lesion candidates (:func:`~mp3d_mmdet.apis.candidate_box_3d`) with scores.
 
     Args:
         candidates (Sequence[LesionCandidate]): from
@@ -272,18 +273,10 @@ def candidate_boxes_3d(candidates: Sequence[LesionCandidate]) -> np.ndarray:
 
     Returns:
         np.ndarray: float64 ``(n, 7)`` ``[x1, y1, z1, x2, y2, z2, score]``, by decreasing
-        score (stable): ``x1, y1`` the minimum and ``x2, y2`` the maximum over the
-        candidate's linked (representative) boxes ``candidate.track.boxes``; ``z1, z2`` =
-        ``first_slice``, ``last_slice`` (inclusive); ``score`` = ``max_score``.
+        score (stable): ``x1, y1, x2, y2`` the union of the candidate's linked boxes,
+        ``z1, z2`` = ``first_slice``, ``last_slice`` (inclusive); ``score`` = ``max_score``.
     """
-    rows = []
-    for candidate in candidates:
-        boxes = np.asarray(candidate.track.boxes, np.float64).reshape(-1, 4)
-        if len(boxes) == 0:
-            boxes = np.asarray(candidate.box, np.float64).reshape(1, 4)
-        rows.append([boxes[:, 0].min(), boxes[:, 1].min(), float(candidate.first_slice),
-                     boxes[:, 2].max(), boxes[:, 3].max(), float(candidate.last_slice),
-                     float(candidate.max_score)])
+    rows = [np.append(candidate_box_3d(c), float(c.max_score)) for c in candidates]
     array = np.asarray(rows, np.float64).reshape(-1, 7)
     return array[np.argsort(-array[:, 6], kind='stable')]
 
@@ -721,7 +714,9 @@ def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: D
                         restart: bool = False, keep_going: bool = False,
                         progress: bool = True,
                         report: Optional[Callable[[str], None]] = None,
-                        restart_option: str = 'restart=True') -> BatchSummary:
+                        restart_option: str = 'restart=True',
+                        on_result: Optional[Callable[[VolumeInput, Any], None]] = None
+                        ) -> BatchSummary:
     """Detect lesions in every volume not yet in ``out_dir/detections_3d.jsonl`` and append
     one line per volume as it finishes (rules: module docstring).
 
@@ -742,6 +737,9 @@ def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: D
             and the results file's warnings, skipped volumes); they are also collected in
             :attr:`BatchSummary.warnings`.
         restart_option (str): how ``restart`` is named in messages.
+        on_result (callable | None): called with each input and its detection result before
+            the volume's line is appended (e.g. to write the volume's viewer files): an
+            interruption in it leaves the volume to be redone.
 
     Returns:
         BatchSummary
@@ -788,6 +786,8 @@ def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: D
                 result = detect(volume)
                 for message in result.warnings:
                     note(message)
+                if on_result is not None:
+                    on_result(item, result)
                 results.append(volume_record(item, volume, result.candidates))
                 summary.done.append(item.name)
                 bar.update(1)

@@ -45,7 +45,7 @@ from ..datasets.dl_info import (SPLIT_CODES, consecutive_runs, parse_subvolume_n
                                 read_dl_info, slice_file_name, subvolume_name)
 from ..datasets.slice_sampling import png_to_hu
 from ..datasets.transforms.loading import read_uint16_png
-from ..utils.safe_files import replace_with_complete_file
+from ..utils.safe_files import atomic_sitk_write
 from ..utils.validation import ct_spacing_problem
 from .ct_volume import (STANDARD_ORIENTATION, CTVolume, VolumeGeometry, VolumeInputError,
                         _hu_statistics, _hu_warnings)
@@ -333,14 +333,5 @@ def write_deeplesion_subvolume_nifti(subvolume_or_name: Union[DeepLesionSubvolum
     image.SetSpacing(volume.geometry.spacing)
     image.SetOrigin(volume.geometry.origin)
     image.SetDirection(volume.geometry.direction)
-    folder, name = osp.split(osp.abspath(path))
-    suffix = '.nii.gz' if name.lower().endswith('.nii.gz') else '.nii'
-    partial = osp.join(folder, f'.{name}.{os.getpid()}.partial{suffix}')
-    try:
-        sitk.WriteImage(image, partial, useCompression=suffix == '.nii.gz')
-        replace_with_complete_file(partial, path)
-    except BaseException:
-        if osp.exists(partial):
-            os.unlink(partial)
-        raise
+    atomic_sitk_write(image, path)
     return path

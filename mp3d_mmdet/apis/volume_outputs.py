@@ -25,6 +25,13 @@
 
 ``lesions.csv``: one row per candidate, columns :data:`LESION_CSV_COLUMNS`.
 
+Viewer files, on request (:data:`OUTPUT_FORMATS`, ``mp3d-detect-volume --formats``): 3D Slicer
+markups (``lesions.mrk.json``, :mod:`.slicer_markups`), a NIfTI label map on the input's grid
+with its legend (``lesion_labels.nii.gz``, ``lesion_labels.json``, :mod:`.label_map`), a
+DICOM SR measurement report for a DICOM input (``lesions_sr.dcm``, :mod:`.dicom_sr`) and a
+self-contained HTML report (``report.html``, :mod:`.html_report`); all mark the same
+regions (:mod:`.candidate_regions`).
+
 Overlays (``overlays/candidate_<id:03d>.png``): the best slice of each of the top candidates
 in a soft-tissue window (W 400 / L 40), the candidate box and score, a title line and a mm
 scale bar, drawn with :func:`mp3d_mmdet.visualization.draw_lesion_overlay`.
@@ -34,20 +41,71 @@ import json
 import os
 import os.path as osp
 import re
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..utils.safe_files import StagedOutputDir, atomic_imwrite, atomic_write
 from ..visualization import SOFT_TISSUE_WINDOW, draw_lesion_overlay
+from .candidate_regions import candidate_regions
+from .dicom_sr import write_dicom_sr
+from .html_report import write_html_report
+from .label_map import write_label_map
+from .slicer_markups import write_slicer_markups
 from .volume_detection import VolumeDetectionResult
 
-__all__ = ['LESION_CSV_COLUMNS', 'VOLUME_OUTPUT_ENTRIES', 'detections_to_dict',
+__all__ = ['LESION_CSV_COLUMNS', 'VOLUME_OUTPUT_ENTRIES', 'OUTPUT_FORMATS',
+           'default_output_formats', 'parse_output_formats', 'detections_to_dict',
            'write_detections_json', 'write_lesions_csv', 'write_candidate_overlays',
-           'prepare_volume_output_dir', 'write_volume_outputs']
+           'write_viewer_files', 'prepare_volume_output_dir', 'write_volume_outputs']
 
+#: The viewer formats on request -> the files each writes into the result folder.
+OUTPUT_FORMATS: Dict[str, Tuple[str, ...]] = {
+    'slicer': ('lesions.mrk.json', ),
+    'nifti': ('lesion_labels.nii.gz', 'lesion_labels.json'),
+    'dicom-sr': ('lesions_sr.dcm', ),
+    'html': ('report.html', ),
+}
 #: What :func:`write_volume_outputs` creates in its folder (all an ``overwrite`` may replace).
-VOLUME_OUTPUT_ENTRIES = ('detections.json', 'lesions.csv', 'overlays')
+VOLUME_OUTPUT_ENTRIES = ('detections.json', 'lesions.csv', 'overlays') + tuple(
+    name for names in OUTPUT_FORMATS.values() for name in names)
+
+
+def default_output_formats(is_dicom: bool) -> Tuple[str, ...]:
+    """Every viewer format that applies: all of :data:`OUTPUT_FORMATS`, ``'dicom-sr'`` only
+    for a DICOM input."""
+    return tuple(name for name in OUTPUT_FORMATS if is_dicom or name != 'dicom-sr')
+
+
+def parse_output_formats(text: str, is_dicom: bool, option: str = '--formats') -> Tuple[str, ...]:
+    """Read a comma-separated list of viewer formats (``'all'``: the default ones, ``'none'``:
+    none).
+
+    Args:
+        text (str): e.g. ``'slicer,nifti'``.
+        is_dicom (bool): whether the input is a DICOM series (``'dicom-sr'`` needs one).
+        option (str): how the option is named in messages.
+
+    Returns:
+        tuple[str, ...]: the formats, in :data:`OUTPUT_FORMATS` order, without repeats.
+
+    Raises:
+        ValueError: an unknown name, or ``'dicom-sr'`` for a non-DICOM input (one line).
+    """
+    names = [name.strip().lower() for name in text.split(',') if name.strip()]
+    if names == ['all']:
+        return default_output_formats(is_dicom)
+    if names == ['none']:
+        return ()
+    unknown = [name for name in names if name not in OUTPUT_FORMATS]
+    if unknown or not names:
+        raise ValueError(f'{option}: unknown format(s) {unknown or [text]}; choose from '
+                         f"{', '.join(OUTPUT_FORMATS)} (comma-separated), 'all' or 'none'")
+    if 'dicom-sr' in names and not is_dicom:
+        raise ValueError(f'{option}: dicom-sr needs a DICOM series as input (a folder of DICOM '
+                         'files); the input is not one')
+    return tuple(name for name in OUTPUT_FORMATS if name in names)
+
 
 LESION_CSV_COLUMNS = (
     'candidate_id', 'first_slice', 'last_slice', 'best_slice', 'num_slices_detected',
@@ -200,9 +258,44 @@ def write_candidate_overlays(result: VolumeDetectionResult, out_dir: str, top_k:
     return written
 
 
+def write_viewer_files(result: VolumeDetectionResult, out_dir: str,
+                       formats: Sequence[str], label_score_thr: float = 0.0) -> Dict[str, str]:
+    """Write the requested viewer files (:data:`OUTPUT_FORMATS`) into a folder.
+
+    Args:
+        result (VolumeDetectionResult): what to write.
+        out_dir (str): an existing folder.
+        formats (Sequence[str]): names of :data:`OUTPUT_FORMATS`.
+        label_score_thr (float): the NIfTI label map labels the candidates scoring at least
+            this.
+
+    Returns:
+        dict[str, str]: format -> its (first) file.
+    """
+    regions = candidate_regions(result)
+    paths = {name: osp.join(out_dir, OUTPUT_FORMATS[name][0]) for name in formats}
+    for name in formats:
+        if name == 'slicer':
+            write_slicer_markups(result, paths[name], regions)
+        elif name == 'nifti':
+            write_label_map(result, paths[name], osp.join(out_dir, OUTPUT_FORMATS[name][1]),
+                            label_score_thr)
+        elif name == 'dicom-sr':
+            write_dicom_sr(result, paths[name], regions)
+        elif name == 'html':
+            write_html_report(result, paths[name], regions)
+        else:
+            raise ValueError(f'unknown output format {name!r}; choose from '
+                             f"{', '.join(OUTPUT_FORMATS)}")
+    return paths
+
+
 def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, StagedOutputDir],
-                         top_k_overlays: int = 10, overwrite: bool = False) -> Dict[str, str]:
-    """Write ``detections.json``, ``lesions.csv`` and ``overlays/`` as one result folder.
+                         top_k_overlays: int = 10, overwrite: bool = False,
+                         formats: Sequence[str] = (),
+                         label_score_thr: float = 0.0) -> Dict[str, str]:
+    """Write ``detections.json``, ``lesions.csv``, ``overlays/`` and the requested viewer files
+    as one result folder.
 
     The files are written into a staging folder and moved into place together
     (:class:`~mp3d_mmdet.utils.safe_files.StagedOutputDir`): the folder then holds exactly
@@ -215,9 +308,12 @@ def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, Stag
             refused before inference).
         top_k_overlays (int): overlays of this many best candidates.
         overwrite (bool): with a folder path, replace an earlier run's results there.
+        formats (Sequence[str]): viewer files to write too (:data:`OUTPUT_FORMATS`;
+            :func:`parse_output_formats` checks a user's list).
+        label_score_thr (float): see :func:`write_viewer_files`.
 
     Returns:
-        dict[str, str]: ``json``, ``csv``, ``overlays`` -> paths written.
+        dict[str, str]: ``json``, ``csv``, ``overlays`` and each format -> paths written.
 
     Raises:
         ValueError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``, or
@@ -230,10 +326,14 @@ def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, Stag
                                             top_k_overlays)
         write_detections_json(result, osp.join(staged.path, 'detections.json'), overlays)
         write_lesions_csv(result, osp.join(staged.path, 'lesions.csv'), overlays)
+        viewer = write_viewer_files(result, staged.path, formats, label_score_thr)
     destination = staged.commit()
-    return dict(json=osp.join(destination, 'detections.json'),
-                csv=osp.join(destination, 'lesions.csv'),
-                overlays=osp.join(destination, 'overlays'))
+    paths = dict(json=osp.join(destination, 'detections.json'),
+                 csv=osp.join(destination, 'lesions.csv'),
+                 overlays=osp.join(destination, 'overlays'))
+    paths.update({name: osp.join(destination, osp.basename(path))
+                  for name, path in viewer.items()})
+    return paths
 
 
 def prepare_volume_output_dir(out_dir: str, overwrite: bool = False,

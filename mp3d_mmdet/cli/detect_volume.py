@@ -6,11 +6,15 @@
 
 INPUT: a NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd) or NRRD (.nrrd, .nhdr) file, or a
 folder holding a DICOM series. Writes DIR/detections.json (per-slice boxes, 3D candidates,
-the input's geometry and the model used), DIR/lesions.csv (one row per candidate) and
-DIR/overlays/candidate_<id>.png (best slice of the top candidates). DIR must be missing or
-empty; with --overwrite it may hold an earlier run's results, which are replaced as a whole
-once the new ones are complete (DIR then holds exactly the new run's files). DIR is checked
-before inference starts, and nothing is written to it if the run fails. Warnings about the input
+the input's geometry and the model used), DIR/lesions.csv (one row per candidate),
+DIR/overlays/candidate_<id>.png (best slice of the top candidates) and, as --formats asks
+(default: all that apply), DIR/lesions.mrk.json (3D Slicer ROIs), DIR/lesion_labels.nii.gz
+with lesion_labels.json (a label map on the input's grid), DIR/lesions_sr.dcm (a DICOM SR
+measurement report, DICOM input only) and DIR/report.html (a self-contained report). DIR
+must be missing or empty; with --overwrite it may hold an earlier run's results, which are
+replaced as a whole once the new ones are complete (DIR then holds exactly the new run's
+files). DIR is checked before inference starts, and nothing is written to it if the run
+fails. Warnings about the input
 (reorientation, intensities that do not look like HU, edge-slice replication ...) go to
 stderr and into detections.json. Unusable input, config, checkpoint or device: a one-line
 error on stderr and exit status 1 (2 for bad command-line arguments).
@@ -19,6 +23,7 @@ Many volumes (a list file, a folder, DeepLesion sub-volumes) into one resumable 
 file: ``mp3d-detect-volumes`` (:mod:`mp3d_mmdet.cli.detect_volumes`).
 """
 import argparse
+import os.path as osp
 import sys
 import time
 import warnings
@@ -85,6 +90,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     add_detection_arguments(parser)
     parser.add_argument('--top-k-overlays', type=int, default=10,
                         help='draw overlays of this many best candidates')
+    parser.add_argument('--formats', default='all',
+                        help="viewer files, comma-separated: slicer (lesions.mrk.json), nifti "
+                        '(lesion_labels.nii.gz + .json), dicom-sr (lesions_sr.dcm, DICOM input '
+                        "only), html (report.html); 'all': every one that applies, 'none'")
+    parser.add_argument('--label-score-thr', type=float, default=0.0,
+                        help='the NIfTI label map labels the candidates scoring at least this')
     args = parser.parse_args(argv)
     check_detection_arguments(parser, args)
     if args.top_k_overlays < 0:
@@ -98,9 +109,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     from mp3d_mmdet.apis import (InferenceSetupError, VolumeInputError,
                                  VolumeLesionDetector, detect_lesions_in_volume,
-                                 load_inference_config, prepare_volume_output_dir,
-                                 read_ct_volume, write_volume_outputs)
-    try:  # before any inference: an unusable --out fails at once
+                                 load_inference_config, parse_output_formats,
+                                 prepare_volume_output_dir, read_ct_volume,
+                                 write_volume_outputs)
+    try:  # before any inference: an unusable --out or --formats fails at once
+        formats = parse_output_formats(args.formats, is_dicom=osp.isdir(args.input))
         staged = prepare_volume_output_dir(args.out, args.overwrite, option='--out')
     except ValueError as error:
         print(f'{PROG}: error: {error}', file=sys.stderr)
@@ -123,7 +136,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result.timings = dict(read=read_seconds, **result.timings)
         for warning in result.warnings[len(volume.warnings):]:
             print(f'{PROG}: warning: {warning}', file=sys.stderr)
-        paths = write_volume_outputs(result, staged, args.top_k_overlays)
+        paths = write_volume_outputs(result, staged, args.top_k_overlays, formats=formats,
+                                     label_score_thr=args.label_score_thr)
     except (VolumeInputError, InferenceSetupError) as error:
         print(f'{PROG}: error: {error}', file=sys.stderr)
         return 1
@@ -134,9 +148,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         staged.discard()  # no-op after a successful commit
     num_overlays = min(args.top_k_overlays, len(result.candidates))
+    viewer = ''.join(f', {paths[name]}' for name in formats)
     print(f'{PROG}: {volume.num_slices} slices, {result.detections.num_detections} boxes '
           f'>= {args.score_thr:g}, {len(result.candidates)} lesion candidates; wrote '
-          f"{paths['json']}, {paths['csv']} and {num_overlays} overlays in {paths['overlays']}")
+          f"{paths['json']}, {paths['csv']}{viewer} and {num_overlays} overlays in "
+          f"{paths['overlays']}")
     return 0
 
 

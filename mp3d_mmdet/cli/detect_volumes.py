@@ -23,8 +23,15 @@ unless --restart is given, which starts a new file in its place (discarding its 
 else in OUT is touched). Unusable input list, config, checkpoint, device or volume: a one-line
 error and exit status 1 (--keep-going skips unreadable volumes, names them, and exits 1 at the
 end); 130 after Ctrl-C (rerun to resume); 2 for bad command-line arguments.
+
+--formats slicer,nifti,dicom-sr,html (or 'all'; default 'none') also writes each volume's
+result folder OUT/volumes/<name>/ as mp3d-detect-volume does (detections.json, lesions.csv,
+overlays of the top 3 candidates and the viewer files asked for; dicom-sr only when every
+input is a DICOM series) before its line is appended, and with html an index page
+OUT/index.html linking every volume's report.
 """
 import argparse
+import os.path as osp
 import sys
 import warnings
 from typing import Callable, List, Optional
@@ -59,11 +66,37 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='skip volumes that cannot be read (named on stderr; exit status '
                         '1 at the end) instead of stopping')
     add_detection_arguments(parser)
+    parser.add_argument('--formats', default='none',
+                        help='viewer files per volume in OUT/volumes/<name>/ beside its '
+                        'detections.json, lesions.csv and overlays, comma-separated: slicer, '
+                        "nifti, dicom-sr (every input a DICOM series), html (plus OUT/index.html); "
+                        "'all', or 'none' (only the results file)")
+    parser.add_argument('--label-score-thr', type=float, default=0.0,
+                        help='the NIfTI label maps label the candidates scoring at least this')
     args = parser.parse_args(argv)
     check_detection_arguments(parser, args)
     if args.split is not None and args.deeplesion is None:
         parser.error('--split needs --deeplesion')
     return args
+
+
+def _volume_folder(out: str, name: str) -> str:
+    return osp.join(out, 'volumes', name)
+
+
+def _write_index(out: str, results_path: str) -> None:
+    """``OUT/index.html``: every finished volume of the results file that has a report."""
+    from mp3d_mmdet.apis import HtmlIndexEntry, read_volume_detections, write_html_index
+    _, records = read_volume_detections(results_path)
+    entries = []
+    for name, record in records.items():
+        report = osp.join(_volume_folder(out, name), 'report.html')
+        scores = record['boxes'][:, 6]
+        entries.append(HtmlIndexEntry(
+            name, report if osp.isfile(report) else None, len(scores),
+            float(scores.max()) if len(scores) else None,
+            '' if osp.isfile(report) else 'no report (detected without --formats html)'))
+    write_html_index(entries, osp.join(out, 'index.html'))
 
 
 def _collect_inputs(args: argparse.Namespace, warn: Callable[[str], None]) -> list:
@@ -92,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from mp3d_mmdet.apis import (InferenceSetupError, VolumeInputError, VolumeLesionDetector,
                                  batch_settings, check_unique_names, detect_volume_batch,
-                                 load_inference_config, volume_detect_function)
+                                 load_inference_config, parse_output_formats,
+                                 volume_detect_function, write_volume_outputs)
 
     def warn(message: str) -> None:
         tqdm.write(f'{PROG}: warning: {message}', file=sys.stderr)
@@ -105,9 +139,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                                       score_thr=args.score_thr, iou_thr=args.iou_thr,
                                       max_gap=args.max_gap, min_slices=args.min_slices)
 
+    def write_volume_files(item, result) -> None:
+        write_volume_outputs(result, _volume_folder(args.out, item.name), top_k_overlays=3,
+                             overwrite=True, formats=formats,
+                             label_score_thr=args.label_score_thr)
+
     try:
         inputs = _collect_inputs(args, warn)
         check_unique_names(inputs)
+        formats = parse_output_formats(
+            args.formats, is_dicom=bool(inputs) and all(
+                item.subvolume is None and osp.isdir(item.source) for item in inputs))
         cfg = load_inference_config(args.config, args.cfg_options)
         settings = batch_settings(args.config, args.checkpoint, args.cfg_options,
                                   args.score_thr, args.pixel_spacing, args.iou_thr,
@@ -115,7 +157,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         summary = detect_volume_batch(
             inputs, args.out, settings, make_detect, restart=args.restart,
             keep_going=args.keep_going, progress=not args.no_progress, report=warn,
-            restart_option='--restart')
+            restart_option='--restart', on_result=write_volume_files if formats else None)
+        if 'html' in formats:
+            _write_index(args.out, summary.path)
     except (VolumeInputError, InferenceSetupError, ValueError) as error:
         print(f'{PROG}: error: {error}', file=sys.stderr)
         return 1

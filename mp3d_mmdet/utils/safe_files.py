@@ -25,8 +25,8 @@ from typing import IO, TYPE_CHECKING, Collection, Iterator, Optional, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ['atomic_write', 'atomic_imwrite', 'replace_with_complete_file', 'check_not_input',
-           'StagedOutputDir']
+__all__ = ['atomic_write', 'atomic_imwrite', 'atomic_sitk_write', 'replace_with_complete_file',
+           'check_not_input', 'StagedOutputDir']
 
 
 def _mode_after_umask(mode: int) -> int:
@@ -113,6 +113,32 @@ def atomic_imwrite(path: str, image: 'np.ndarray') -> None:
         raise OSError(f'could not encode an image for {path}')
     with atomic_write(path, 'wb') as handle:
         handle.write(encoded.tobytes())
+
+
+def atomic_sitk_write(image: object, path: str) -> None:
+    """Write a SimpleITK image whole (format from the extension, ``.nii.gz`` compressed).
+
+    SimpleITK picks the format from the file name, so the temporary file keeps the
+    destination's extension: ``.<name>.<pid>.partial<ext>`` in the same folder, renamed into
+    place when complete (removed if the write fails).
+
+    Args:
+        image (SimpleITK.Image): the image.
+        path (str): destination, e.g. ``labels.nii.gz``.
+    """
+    import SimpleITK as sitk
+    folder, name = osp.split(osp.abspath(path))
+    lower = name.lower()
+    suffix = next((s for s in ('.nii.gz', '.nii', '.mha', '.nrrd') if lower.endswith(s)),
+                  osp.splitext(name)[1])
+    partial = osp.join(folder, f'.{name}.{os.getpid()}.partial{suffix}')
+    try:
+        sitk.WriteImage(image, partial, useCompression=suffix == '.nii.gz')
+        replace_with_complete_file(partial, path)
+    except BaseException:
+        if osp.exists(partial):
+            os.unlink(partial)
+        raise
 
 
 def check_not_input(output: str, inputs: Sequence[str], what: str = 'output') -> None:

@@ -108,3 +108,29 @@ def test_json_csv_and_overlays(tmp_path, result):
     assert tuple(picture[320 - 10, 400 - 9]) == (255, 255, 255)
     assert tuple(picture[320 - 10, 400 - 8 - 50]) == (255, 255, 255)
     assert tuple(picture[320 - 10, 400 - 8 - 56]) != (255, 255, 255)
+
+
+def test_output_format_names():
+    from mp3d_mmdet.apis import OUTPUT_FORMATS, parse_output_formats
+    assert list(OUTPUT_FORMATS) == ['slicer', 'nifti', 'dicom-sr', 'html']
+    assert parse_output_formats('all', is_dicom=False) == ('slicer', 'nifti', 'html')
+    assert parse_output_formats('all', is_dicom=True) == ('slicer', 'nifti', 'dicom-sr', 'html')
+    assert parse_output_formats(' html, slicer,html ', is_dicom=False) == ('slicer', 'html')
+    assert parse_output_formats('none', is_dicom=True) == ()
+    with pytest.raises(ValueError, match=r"--formats: unknown format\(s\) \['mrb'\]"):
+        parse_output_formats('slicer,mrb', is_dicom=True)
+    with pytest.raises(ValueError, match=r"unknown format\(s\) \[','\]"):
+        parse_output_formats(',', is_dicom=True)
+    with pytest.raises(ValueError, match='dicom-sr needs a DICOM series as input'):
+        parse_output_formats('dicom-sr', is_dicom=False)
+
+
+def test_viewer_files_join_the_result_folder(tmp_path, result):
+    result, _ = result
+    paths = write_volume_outputs(result, str(tmp_path / 'out'), formats=('slicer', 'nifti'))
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == [
+        'detections.json', 'lesion_labels.json', 'lesion_labels.nii.gz', 'lesions.csv',
+        'lesions.mrk.json', 'overlays']
+    assert paths['slicer'] == str(tmp_path / 'out' / 'lesions.mrk.json')
+    markups = json.loads((tmp_path / 'out' / 'lesions.mrk.json').read_text())['markups']
+    assert len(markups) == len(result.candidates)

@@ -124,7 +124,8 @@ def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
                        positions: bool = True, series_number: int = 1) -> List[str]:
     """Write a 3D int16 HU image as one CT DICOM file per slice (``folder/IM%04d.dcm``).
 
-    Each file carries the study/series UIDs, ImagePositionPatient (``0020|0032``),
+    Each file carries the study/series/instance UIDs (distinct), the frame of reference UID
+    (``0020|0052``), ImagePositionPatient (``0020|0032``),
     ImageOrientationPatient (``0020|0037``), InstanceNumber, and RescaleIntercept/Slope
     (``0028|1052/1053``): the stored values are ``(HU - intercept) / slope``.
     ``pixel_spacing=False`` / ``positions=False`` leave PixelSpacing / the slice positions
@@ -146,9 +147,10 @@ def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
         tags = {
             '0008|0060': 'CT',
             '0008|0016': '1.2.840.10008.5.1.4.1.1.2',
-            '0008|0018': f'1.2.826.0.1.3680043.2.1125.{series_number}.{k + 1}',
+            '0008|0018': f'1.2.826.0.1.3680043.2.1125.3.{series_number}.{k + 1}',
             '0020|000d': '1.2.826.0.1.3680043.2.1125.1',
             '0020|000e': f'1.2.826.0.1.3680043.2.1125.1.{series_number}',
+            '0020|0052': '1.2.826.0.1.3680043.2.1125.2',
             '0020|0013': str(k + 1),
             '0020|0037': orientation,
             '0028|1052': f'{intercept:g}',

@@ -71,6 +71,24 @@ def test_run_writes_json_csv_and_overlays(cli, capsys, tmp_path, model_files, vo
         'candidate_001.png', 'candidate_002.png']
     assert f"{len(data['candidates'])} lesion candidates" in stdout
     assert stderr.count('\n') <= 1  # only the (disabled) progress bar would write here
+    # the viewer files that apply to a NIfTI input, by default
+    for name in ('lesions.mrk.json', 'lesion_labels.nii.gz', 'lesion_labels.json',
+                 'report.html'):
+        assert (out / name).is_file(), name
+    for name in ('lesions.mrk.json', 'lesion_labels.nii.gz', 'report.html'):
+        assert str(out / name) in stdout, name
+    assert not (out / 'lesions_sr.dcm').exists()
+    labels = sitk.ReadImage(str(out / 'lesion_labels.nii.gz'))
+    assert labels.GetSize() == sitk.ReadImage(volume_path).GetSize()
+    markups = json.loads((out / 'lesions.mrk.json').read_text())['markups']
+    assert len(markups) == len(data['candidates'])
+    # --formats none: the core files only
+    code, _, stderr = _run(cli, capsys, [
+        volume_path, '--config', cfg, '--checkpoint', ckpt, '--out', str(tmp_path / 'core'),
+        '--score-thr', '0.5', '--formats', 'none', '--no-progress'])
+    assert code == 0, stderr
+    assert sorted(p.name for p in (tmp_path / 'core').iterdir()) == [
+        'detections.json', 'lesions.csv', 'overlays']
 
 
 def test_reoriented_dicom_warns_and_records(cli, capsys, tmp_path, model_files):
@@ -118,6 +136,10 @@ def test_bad_inputs_give_one_line_errors(cli, capsys, tmp_path, model_files, vol
          'checkpoint file not found:'),
         (volume_path, base + ['--device', 'gpu7'],
          "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu7'"),
+        (volume_path, base + ['--formats', 'slicer,stl'],
+         "--formats: unknown format(s) ['stl']; choose from slicer, nifti, dicom-sr, html"),
+        (volume_path, base + ['--formats', 'dicom-sr'],
+         '--formats: dicom-sr needs a DICOM series as input'),
     ]
     if not torch.cuda.is_available():
         cases.append((volume_path, base + ['--device', 'cuda'],

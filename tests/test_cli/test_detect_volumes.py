@@ -213,3 +213,26 @@ def test_keep_going_skips_unreadable_volumes_and_exits_1(capsys, tmp_path, model
     assert list(records) == ['good']
     assert json.loads((tmp_path / 'out' / 'detections_3d.jsonl').read_text().splitlines()[1])[
         'name'] == 'good'
+
+
+def test_viewer_files_per_volume_and_an_index_page(capsys, tmp_path, model_files,
+                                                   deeplesion_root):
+    cfg, ckpt = model_files
+    out = tmp_path / 'out'
+    base = ['--deeplesion', deeplesion_root, '--split', 'test', '--config', cfg,
+            '--checkpoint', ckpt, '--out', str(out), '--score-thr', '0.3', '--no-progress']
+    code, _, stderr = _run(capsys, base + ['--formats', 'dicom-sr'])
+    assert code == 1 and stderr.count('\n') == 1
+    assert 'dicom-sr needs a DICOM series as input' in stderr
+    code, _, stderr = _run(capsys, base + ['--formats', 'slicer,nifti,html'])
+    assert code == 0, stderr
+    _, records = read_volume_detections(str(out / 'detections_3d.jsonl'))
+    for name, record in records.items():
+        folder = out / 'volumes' / name
+        assert {'detections.json', 'lesions.csv', 'lesions.mrk.json', 'lesion_labels.nii.gz',
+                'lesion_labels.json', 'report.html'} <= {p.name for p in folder.iterdir()}
+        markups = json.loads((folder / 'lesions.mrk.json').read_text())['markups']
+        assert len(markups) == len(record['boxes'])
+    index = (out / 'index.html').read_text()
+    for name in records:
+        assert f'volumes/{name}/report.html' in index
