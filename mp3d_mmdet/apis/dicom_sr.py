@@ -10,8 +10,8 @@ input was a DICOM series (:attr:`CTVolume.source_format` ``'dicom'``):
   Current Requested Procedure Evidence Sequence, and each region names the source series
   (``Source series for segmentation``). The TID 1600 Image Library lists the instances
   whose image plane crosses a reported candidate's 3D box (all instances when no candidate
-  is reported): highdicom spends some 30 ms per library entry, so listing every image of a
-  thin-slice series would take most of a minute.
+  is reported), which keeps the writing time independent of the series' length (highdicom
+  builds each library entry from the image's header).
 * **One measurement group per candidate** (:class:`~mp3d_mmdet.apis.CandidateRegion`, best
   first), with a Tracking Identifier (``Lesion candidate <id>``) and a Tracking Unique
   Identifier (a UID derived from the SR's SOP Instance UID and the candidate id), finding

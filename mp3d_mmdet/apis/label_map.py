@@ -7,13 +7,17 @@ background, ``k`` for the voxels whose centres lie inside candidate ``k``'s 3D b
 (:mod:`.candidate_regions`: the box edges in-plane, whole slices along z); where boxes
 overlap, the better-scored candidate (lower id) wins. Written as unsigned 16-bit integers.
 
-The legend (``*.json`` beside the map) lists, per label, the candidate id, scores, slices,
-box centre and size in mm, and the score threshold applied.
+The legend (``*.json`` beside the map) names the map (relative to the legend) and lists, per
+label, the candidate id, scores, its slices on the detector's axial grid (``axial_slices``,
+``axial_best_slice``: the axes of a reoriented input differ from the map's), box centre
+(LPS) and size in mm, and the score threshold applied.
 """
 import json
+import os.path as osp
 from typing import List, Optional
 
 import numpy as np
+import SimpleITK as sitk
 
 from ..utils.safe_files import atomic_sitk_write, atomic_write
 from .candidate_regions import CandidateRegion, candidate_regions
@@ -48,7 +52,7 @@ def candidate_label_array(volume: CTVolume, regions: List[CandidateRegion]) -> n
     return labels
 
 
-def label_map_image(volume: CTVolume, regions: List[CandidateRegion]):
+def label_map_image(volume: CTVolume, regions: List[CandidateRegion]) -> sitk.Image:
     """The label map as a SimpleITK image on the input file's grid.
 
     The axial grid is the file's grid with its axes permuted and flipped (no interpolation),
@@ -59,7 +63,6 @@ def label_map_image(volume: CTVolume, regions: List[CandidateRegion]):
         SimpleITK.Image: uint16, size / spacing / origin / direction of
         ``volume.original_geometry``.
     """
-    import SimpleITK as sitk
     axial = sitk.GetImageFromArray(candidate_label_array(volume, regions))
     axial.SetSpacing(volume.geometry.spacing)
     axial.SetOrigin(volume.geometry.origin)
@@ -91,14 +94,15 @@ def write_label_map(result: VolumeDetectionResult, path: str, legend_path: str,
     regions = candidate_regions(result, score_thr) if regions is None else regions
     atomic_sitk_write(label_map_image(result.volume, regions), path)
     legend = dict(
-        label_map=path,
+        label_map=osp.relpath(osp.abspath(path), osp.dirname(osp.abspath(legend_path))),
         grid='the input file as stored: size, spacing, origin and direction of '
         'input.original_geometry',
         background=0,
         score_thr=float(score_thr),
         labels=[dict(label=r.candidate_id, candidate_id=r.candidate_id, score=r.score,
-                     mean_score=r.mean_score, slices=[r.first_slice, r.last_slice],
-                     best_slice=r.best_slice,
+                     mean_score=r.mean_score,
+                     axial_slices=[r.first_slice, r.last_slice],
+                     axial_best_slice=r.best_slice,
                      center_lps_mm=[round(float(v), 3) for v in r.center_lps_mm],
                      size_mm=[round(float(v), 3) for v in r.size_mm]) for r in regions])
     with atomic_write(legend_path) as handle:

@@ -124,7 +124,8 @@ def attach_annotation_ground_truth(samples: List[Dict[str, Any]], ann: str,
                                    keep_noisy: bool) -> Tuple[List[Dict[str, Any]], str]:
     """Replace each sample's ground truth by the ``DeepLesionDataset`` item of its ``img_id``.
 
-    ``ann`` is ``DL_info.csv`` (``split`` None: 'test') or an official JSON file (one split).
+    ``ann`` is ``DL_info.csv`` (``split`` None: 'test') or an official JSON file (one split);
+    the release folder is the file's, or its parent when the file lies in ``annotations/``.
 
     Returns:
         The merged samples and the name of the split they come from.
@@ -137,8 +138,12 @@ def attach_annotation_ground_truth(samples: List[Dict[str, Any]], ann: str,
 
     if split is None and annotation_file_format(ann) == 'csv':
         split = 'test'
-    dataset = DeepLesionDataset(data_root=osp.dirname(osp.abspath(ann)),
-                                ann_file=osp.basename(ann), split=split,
+    # the release folder: the file's, or its parent for the official annotations/ folder
+    data_root = osp.dirname(osp.abspath(ann))
+    if osp.basename(data_root) == 'annotations':
+        data_root = osp.dirname(data_root)
+    dataset = DeepLesionDataset(data_root=data_root,
+                                ann_file=osp.relpath(osp.abspath(ann), data_root), split=split,
                                 exclude_noisy=not keep_noisy, check_files=False, pipeline=[],
                                 test_mode=True, lazy_init=False)
     items = {info['img_id']: info for info in map(dataset.get_data_info, range(len(dataset)))}

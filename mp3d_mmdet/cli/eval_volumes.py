@@ -30,9 +30,12 @@ import os
 import os.path as osp
 import sys
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mp3d_mmdet.datasets.lesions_3d import VolumeGroundTruth
 
 PROG = 'mp3d-eval-volumes'
 
@@ -62,19 +65,27 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_ground_truth(path: str, split: str, result_names: Sequence[str], keep_noisy: bool):
-    """The :class:`~mp3d_mmdet.datasets.lesions_3d.VolumeGroundTruth` of ``--gt``: a ``.pkl``
-    is read as LENS annotations, anything else as ``DL_info.csv``."""
+def load_ground_truth(path: str, split: str, result_names: Sequence[str],
+                      keep_noisy: bool) -> 'VolumeGroundTruth':
+    """The :class:`~mp3d_mmdet.datasets.lesions_3d.VolumeGroundTruth` of ``--gt``: a pickle
+    (recognised from its first byte, the pickle protocol marker) is read as LENS annotations,
+    anything else as ``DL_info.csv``."""
     from mp3d_mmdet.datasets.lesions_3d import key_slice_ground_truth, read_lens_annotations
 
     if not osp.isfile(path):
         raise FileNotFoundError(f'ground-truth file not found: {path}')
-    if osp.splitext(path)[1].lower() in ('.pkl', '.pickle'):
+    with open(path, 'rb') as handle:
+        is_pickle = handle.read(1) == b'\x80'
+    if is_pickle:
+        if keep_noisy:
+            raise ValueError(f'--keep-noisy applies to DL_info.csv; {path} holds 3D boxes of '
+                             'every lesion')
         return read_lens_annotations(path, split)
     return key_slice_ground_truth(path, split, result_names, exclude_noisy=not keep_noisy)
 
 
-def lesion_sizes_mm(ground_truth, records: Dict[str, Dict[str, Any]]) -> List[np.ndarray]:
+def lesion_sizes_mm(ground_truth: 'VolumeGroundTruth',
+                    records: Dict[str, Dict[str, Any]]) -> List[np.ndarray]:
     """Per evaluated volume, ``(g,)`` lesion sizes in mm: the RECIST long diameters where the
     ground truth has them, else the larger in-plane side of each 3D box (inclusive pixels)
     times the volume's pixel spacing from the results file."""
@@ -94,6 +105,7 @@ def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
     from mp3d_mmdet.apis.batch_volume_detection import read_volume_detections
     from mp3d_mmdet.evaluation.functional import (LENS_READING, lesion_subset_froc_curves_3d,
                                                   plot_froc_curves)
+    from mp3d_mmdet.evaluation.functional.froc_protocols import check_fps
     from mp3d_mmdet.evaluation.metrics import lesion_size_subsets
     from mp3d_mmdet.utils.safe_files import atomic_write, check_not_input
 
@@ -102,9 +114,10 @@ def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
             check_not_input(output, [args.results, args.gt], option)
     if not 0.0 < args.overlap_thr <= 1.0:
         raise ValueError(f'--overlap-thr must be in (0, 1], got {args.overlap_thr}')
-    fps = [float(f) for f in args.fps]
-    if any(not (math.isfinite(f) and f > 0) for f in fps):
-        raise ValueError(f'--fps must be positive FP rates, got {args.fps}')
+    try:
+        fps = check_fps(args.fps).tolist()
+    except ValueError as error:
+        raise ValueError(f'--fps: {error}') from None
 
     _, records = read_volume_detections(args.results)
     ground_truth = load_ground_truth(args.gt, args.split, list(records), args.keep_noisy)

@@ -30,7 +30,7 @@ from mmdet.registry import DATASETS
 
 from .deeplesion_json import (DeepLesionJSONAnnotation, DeepLesionJSONImage,
                               annotation_file_format, read_deeplesion_json)
-from .dl_info import SPLIT_CODES, DLInfoRow, read_dl_info, slice_file_name
+from .dl_info import SPLIT_CODES, SPLIT_NAMES, DLInfoRow, read_dl_info, slice_file_name
 from .transforms.loading import annotation_source, check_image_size, read_png_size
 
 __all__ = ['DeepLesionDataset']
@@ -45,7 +45,7 @@ def _split_code(split: Union[str, int]) -> int:
 
 
 def _split_name(split: Union[str, int]) -> str:
-    return {code: name for name, code in SPLIT_CODES.items()}[_split_code(split)]
+    return SPLIT_NAMES[_split_code(split)]
 
 
 def _split_in_file_name(path: str) -> Optional[str]:
@@ -63,11 +63,11 @@ class _KeySlice:
     ``image`` is the JSON image record (None for csv).
     """
     patient_index: int
-    lesions: list
+    lesions: List[Union[DLInfoRow, DeepLesionJSONAnnotation]]
     image: Optional[DeepLesionJSONImage] = None
 
     @staticmethod
-    def is_noisy(lesion) -> bool:
+    def is_noisy(lesion: Union[DLInfoRow, DeepLesionJSONAnnotation]) -> bool:
         return bool(lesion.possibly_noisy if isinstance(lesion, DLInfoRow) else lesion.noisy)
 
 

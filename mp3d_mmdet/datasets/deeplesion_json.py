@@ -215,11 +215,10 @@ def _parse_annotation(path: str, index: int, record: object,
 def _lesion_category_id(path: str, categories: object) -> int:
     if categories is None:
         return int(LESION_CATEGORY['id'])
-    if not isinstance(categories, list) or len(categories) != 1 \
-            or not isinstance(categories[0], dict) or 'id' not in categories[0]:
+    if not isinstance(categories, list) or len(categories) != 1:
         raise ValueError(f"{path}: 'categories' must hold the one lesion category, e.g. "
                          f'[{json.dumps(LESION_CATEGORY)}], got {categories!r}')
-    return int(categories[0]['id'])
+    return _RecordChecker(path, 'categories[0]', categories[0]).integer('id')
 
 
 def read_deeplesion_json(path: str) -> List[DeepLesionJSONImage]:

@@ -39,8 +39,8 @@ from ..utils.validation import ct_spacing_problem
 from ..utils.safe_files import atomic_write
 
 __all__ = [
-    'DL_INFO_COLUMNS', 'SPLIT_CODES', 'LESION_TYPE_NAMES', 'DLInfoRow', 'read_dl_info',
-    'write_dl_info', 'series_folder_name', 'slice_file_name', 'consecutive_runs',
+    'DL_INFO_COLUMNS', 'SPLIT_CODES', 'SPLIT_NAMES', 'LESION_TYPE_NAMES', 'DLInfoRow',
+    'read_dl_info', 'write_dl_info', 'series_folder_name', 'slice_file_name', 'consecutive_runs',
     'subvolume_name', 'parse_subvolume_name'
 ]
 
@@ -53,6 +53,8 @@ DL_INFO_COLUMNS: Tuple[str, ...] = (
 
 #: split name -> ``Train_Val_Test`` code.
 SPLIT_CODES: Dict[str, int] = {'train': 1, 'val': 2, 'test': 3}
+#: ``Train_Val_Test`` code -> split name.
+SPLIT_NAMES: Dict[int, str] = {code: name for name, code in SPLIT_CODES.items()}
 
 #: ``Coarse_lesion_type`` code -> name (DeepLesion README; identifiers, so 'soft_tissue'): the
 #: one lesion-type table of the plugin (the FROC metric's ``type_<name>`` breakdowns use it).

@@ -68,7 +68,8 @@ def read_lens_annotations(path: str, split: str) -> VolumeGroundTruth:
         FileNotFoundError: no such file.
         ValueError: not a plain-data pickle (one that would build other objects, and so could
             run code, is refused unread), not the format, an unknown split, a malformed name
-            or box array; the message names the file, split and sub-volume.
+            or box array, or a box outside its sub-volume's slices; the message names the
+            file, split and sub-volume.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'3D annotation file not found: {path}')
@@ -84,10 +85,16 @@ def read_lens_annotations(path: str, split: str) -> VolumeGroundTruth:
         if not isinstance(name, str):
             raise ValueError(f'{where}: names must be strings')
         try:
-            parse_subvolume_name(name)
+            _, first, last = parse_subvolume_name(name)
         except ValueError as error:
             raise ValueError(f'{path}: {error}') from None
         boxes[name] = as_boxes(value, where, columns=6).copy()
+        outside = (boxes[name][:, 2] < first) | (boxes[name][:, 5] > last)
+        if outside.any():
+            row = int(outside.argmax())
+            raise ValueError(f'{where}: box {row} spans slices {boxes[name][row, 2]:g}-'
+                             f'{boxes[name][row, 5]:g}, outside the sub-volume\'s slices '
+                             f'{first}-{last} (z must be whole-series slice numbers)')
     return VolumeGroundTruth(boxes=boxes, key_slice=False, long_diameters_mm=None,
                              source=f"{path} ('{split}': {len(boxes)} sub-volumes, "
                              '3D boxes of every lesion)')

@@ -64,8 +64,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.safe_files import atomic_write
-from .dl_info import (DLInfoRow, consecutive_runs, series_folder_name, slice_file_name,
-                      subvolume_name, write_dl_info)
+from .dl_info import (SPLIT_NAMES, DLInfoRow, consecutive_runs, series_folder_name,
+                      slice_file_name, subvolume_name, write_dl_info)
 from .lesions_3d import write_lens_annotations
 from .slice_sampling import PNG_HU_OFFSET
 
@@ -701,17 +701,16 @@ def make_synthetic_deeplesion(out_dir: str,
         for first, last in consecutive_runs(stored):
             boxes = [box for box in (_lesion_box_3d(series, lesion.blob, first, last)
                                      for lesion in series.lesions) if box is not None]
-            split = {1: 'train', 2: 'val', 3: 'test'}[splits[series.patient - 1]]
+            split = SPLIT_NAMES[splits[series.patient - 1]]
             lesions_3d[split][subvolume_name(series.folder, first, last)] = np.array(
                 boxes, dtype=np.float64).reshape(-1, 6)
     write_lens_annotations(osp.join(out_dir, LESIONS_3D_FILE), lesions_3d)
     with atomic_write(recipe_path) as handle:  # written last, whole: marks a complete set
         json.dump(recipe, handle, indent=2, sort_keys=True)
 
-    split_names = {1: 'train', 2: 'val', 3: 'test'}
     key_counts = Counter(row.file_name for row in rows)
     summary_splits = {}
-    for code, name in split_names.items():
+    for code, name in SPLIT_NAMES.items():
         split_rows = [row for row in rows if row.train_val_test == code]
         summary_splits[name] = dict(
             patients=len({row.patient_index for row in split_rows}),

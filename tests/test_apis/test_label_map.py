@@ -39,7 +39,8 @@ def test_the_map_has_the_input_grid_and_labels_the_candidate_voxels(tmp_path):
             np.count_nonzero(candidate_label_array(result.volume, regions)))
     legend = json.loads(open(legend_path).read())
     assert [entry['label'] for entry in legend['labels']] == [1, 2]
-    assert legend['labels'][0]['slices'] == [2, 4] and legend['background'] == 0
+    assert legend['labels'][0]['axial_slices'] == [2, 4] and legend['background'] == 0
+    assert legend['label_map'] == 'labels.nii.gz'
 
 
 def test_score_threshold_and_bad_names(tmp_path):

@@ -134,3 +134,6 @@ def test_viewer_files_join_the_result_folder(tmp_path, result):
     assert paths['slicer'] == str(tmp_path / 'out' / 'lesions.mrk.json')
     markups = json.loads((tmp_path / 'out' / 'lesions.mrk.json').read_text())['markups']
     assert len(markups) == len(result.candidates)
+    # the legend names the map where it ends up, not the staging folder it was written in
+    legend = json.loads((tmp_path / 'out' / 'lesion_labels.json').read_text())
+    assert legend['label_map'] == 'lesion_labels.nii.gz'

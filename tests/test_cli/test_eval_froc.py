@@ -169,6 +169,14 @@ def test_ground_truth_from_official_json_under_the_mp3d_protocol(tmp_path, capsy
     assert "the file holds the 'test' split" in capsys.readouterr().err
     assert eval_froc.main([str(tmp_path / 'results.pkl'), '--protocol', 'lens']) == 1
     assert "unknown FROC protocol 'lens'" in capsys.readouterr().err
+    # the official files sit in the release's annotations/ folder: images from the release
+    (tmp_path / 'annotations').mkdir()
+    write_deeplesion_json(str(tmp_path / 'annotations' / 'deeplesion_test.json'), rows)
+    samples, split = eval_froc.attach_annotation_ground_truth(
+        eval_froc.load_prediction_samples(str(tmp_path / 'results.pkl')),
+        str(tmp_path / 'annotations' / 'deeplesion_test.json'), None, False)
+    assert split == 'test' and samples[0]['img_path'] == str(
+        tmp_path / 'Images_png' / '000001_01_01' / '010.png')
 
 
 def test_csv_ids_must_match_the_split(tmp_path, capsys):

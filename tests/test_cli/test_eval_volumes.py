@@ -108,6 +108,10 @@ def test_missing_volumes_and_foreign_pickles_are_one_line_errors(generated, tmp_
     assert eval_volumes.main([results, '--gt', summary['lesions_3d_path'],
                               '--split', 'val', '--overlap-thr', '0']) == 1
     assert '--overlap-thr must be in (0, 1]' in capsys.readouterr().err
+    assert eval_volumes.main([results, '--gt', summary['lesions_3d_path'], '--keep-noisy']) == 1
+    assert '--keep-noisy applies to DL_info.csv' in capsys.readouterr().err
+    assert eval_volumes.main([results, '--gt', summary['lesions_3d_path'], '--fps', '-1']) == 1
+    assert '--fps: fps must be finite and >= 0' in capsys.readouterr().err
 
 
 def test_a_tiny_model_end_to_end_on_generated_sub_volumes(generated, tmp_path, capsys):

@@ -255,6 +255,10 @@ def test_files_that_are_not_official_annotations(tmp_path):
     with pytest.raises(ValueError, match=r"two.json: 'categories' must hold the one lesion "
                        'category'):
         read_deeplesion_json(write_json(tmp_path / 'two.json', two_categories))
+    bad_id = dict(OFFICIAL_RECORDS, categories=[{'id': 'lesion'}])
+    with pytest.raises(ValueError, match=r"bad_id.json: categories\[0\]: 'id' must be an "
+                       "integer, got 'lesion'"):
+        read_deeplesion_json(write_json(tmp_path / 'bad_id.json', bad_id))
     empty = write_json(tmp_path / 'deeplesion_val.json', dict(images=[], annotations=[]))
     with pytest.raises(ValueError, match=r"deeplesion_val.json: the file has no image record"):
         build(tmp_path, osp.basename(empty))

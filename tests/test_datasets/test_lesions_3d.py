@@ -61,6 +61,10 @@ def test_lens_file_round_trip_and_checks(tmp_path):
                        r'an inverted box'):
         read_lens_annotations(write({'test': {'000001_01_01_001-020': [[5, 0, 0, 1, 1, 1]]}}),
                               'test')
+    with pytest.raises(ValueError, match=r"sub-volume '000001_01_01_005-009': box 0 spans "
+                       r"slices 4-6, outside the sub-volume's slices 5-9"):
+        read_lens_annotations(write({'test': {'000001_01_01_005-009': [[0, 0, 4, 1, 1, 6]]}}),
+                              'test')
     with pytest.raises(ValueError, match="'scan' is not a DeepLesion sub-volume name"):
         read_lens_annotations(write({'test': {'scan': np.zeros((0, 6))}}), 'test')
     with pytest.raises(ValueError, match=r'expected \{split: \{sub-volume name'):

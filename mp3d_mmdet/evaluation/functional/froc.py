@@ -213,6 +213,7 @@ class _Matches:
     scores: np.ndarray  # (N,) scores in ranking order
     pair_rank: np.ndarray  # (P,) rank of the detection of each pair with IoU >= iou_thr
     pair_gt: np.ndarray  # (P,) index of its lesion among all lesions (image order)
+    unit: str = 'image'  # what the lists are per, for messages
 
     @property
     def num_gts(self) -> int:
@@ -269,7 +270,7 @@ def _match(boxes_per_image: Sequence[np.ndarray], gts_per_image: Sequence[np.nda
     rank[order] = np.arange(len(order))
     pair_det, pair_gt = _overlapping_pairs(dets, det_image, gts, gt_counts, thr, matching)
     return _Matches(num_images=num_images, gt_counts=gt_counts, scores=scores[order],
-                    pair_rank=rank[pair_det], pair_gt=pair_gt)
+                    pair_rank=rank[pair_det], pair_gt=pair_gt, unit=matching.unit)
 
 
 def _curve(matches: _Matches, counted: np.ndarray, others_are_fp: bool) -> FROCCurve:
@@ -280,7 +281,8 @@ def _curve(matches: _Matches, counted: np.ndarray, others_are_fp: bool) -> FROCC
     """
     num_dets, num_counted = len(matches.scores), int(counted.sum())
     if num_counted == 0:
-        raise ValueError('gts_per_image holds no ground-truth box: the sensitivity is undefined')
+        raise ValueError(f'gts_per_{matches.unit} holds no ground-truth box: the sensitivity '
+                         'is undefined')
     in_set = counted[matches.pair_gt]
     rank, gt = matches.pair_rank[in_set], matches.pair_gt[in_set]
     not_fp = np.zeros(num_dets, dtype=bool)  # indexed by rank

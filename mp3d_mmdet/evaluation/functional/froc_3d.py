@@ -23,10 +23,10 @@ viggin/DeepLesion_manual_test_set), vectorised with the 2D FROC's machinery
 
 Where this differs from the published script: detections with equal scores are ranked in
 input order (the script's ``argsort`` leaves their order to the sorting algorithm); and the
-script reads the curve with ``scipy.interpolate.interp1d``, which in current scipy (checked
-with 1.17) goes through ``numpy.interp`` and so returns the last point at a rate the curve
-reaches exactly, as here -- scipy releases whose linear ``interp1d`` does not use
-``numpy.interp`` return the first one there.
+script reads the curve with ``scipy.interpolate.interp1d`` without extrapolation, which for
+float64 data takes ``numpy.interp``'s path in the scipy releases that have one and so returns
+the last point at a rate the curve reaches exactly, as here; scipy releases whose linear
+``interp1d`` does not go through ``numpy.interp`` return the first point there.
 """
 from typing import Dict, Mapping, Optional, Sequence
 

@@ -39,13 +39,13 @@ with equal scores are ranked in input order (the official code's ``argsort`` lea
 order to the sorting algorithm).
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, Sequence, Union
+from typing import Callable, Dict, Sequence, Tuple, Union
 
 import numpy as np
 
 __all__ = [
     'FROCProtocol', 'FROC_PROTOCOLS', 'get_froc_protocol', 'interpolate_sensitivity',
-    'interp1d_sensitivity'
+    'interp1d_sensitivity', 'check_fps'
 ]
 
 
@@ -60,7 +60,8 @@ def check_fps(fps: Sequence[float]) -> np.ndarray:
     return fps
 
 
-def _curve_arrays(fp_per_image: np.ndarray, sensitivity: np.ndarray):
+def _curve_arrays(fp_per_image: np.ndarray,
+                  sensitivity: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     x = np.asarray(fp_per_image, dtype=np.float64)
     y = np.asarray(sensitivity, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:

@@ -35,7 +35,7 @@ import os.path as osp
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
@@ -135,7 +135,7 @@ class FROCMetric(BaseMetric):
                  fps: Sequence[float] = DEFAULT_FPS,
                  iou_thr: float = 0.5,
                  legacy_plus_one: Optional[bool] = None,
-                 protocol: str = 'deeplesion',
+                 protocol: Union[str, FROCProtocol] = 'deeplesion',
                  mean_fp_range: Tuple[float, float] = (0.5, 4.0),
                  compute_map: bool = True,
                  breakdowns: bool = True,
