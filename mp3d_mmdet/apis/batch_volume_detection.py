@@ -61,8 +61,8 @@ from tqdm import tqdm
 
 from ..utils.safe_files import atomic_write
 from .ct_volume import SUPPORTED_FILE_SUFFIXES, CTVolume, VolumeInputError, read_ct_volume
-from .deeplesion_subvolumes import (DeepLesionSubvolume, list_deeplesion_subvolumes,
-                                    read_deeplesion_subvolume)
+from .deeplesion_subvolumes import (DeepLesionSubvolume, format_examples,
+                                    list_deeplesion_subvolumes, read_deeplesion_subvolume)
 from .candidate_regions import candidate_box_3d
 from .lesion_linking import LesionCandidate
 
@@ -218,9 +218,8 @@ def volume_inputs_from_folder(folder: str) -> List[VolumeInput]:
         elif entry.lower().endswith(SUPPORTED_FILE_SUFFIXES):
             paths.append(path)
     if no_dicom:
-        shown = ', '.join(no_dicom[:3]) + (', ...' if len(no_dicom) > 3 else '')
         warnings.warn(f'{folder}: skipped {len(no_dicom)} sub-folder(s) holding no DICOM '
-                      f'series ({shown})', stacklevel=2)
+                      f'series ({format_examples(no_dicom)})', stacklevel=2)
     if not paths:
         hint = ('; it holds a DICOM series itself: list it in a list file, or use '
                 'mp3d-detect-volume' if _holds_dicom_series(folder) else '')

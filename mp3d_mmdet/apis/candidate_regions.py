@@ -21,6 +21,9 @@ from .volume_detection import VolumeDetectionResult
 
 __all__ = ['CandidateRegion', 'candidate_box_3d', 'candidate_regions']
 
+#: Which corners take the upper bound per axis, corner ``i`` = bits ``(x, y, z)`` of ``i``.
+_CORNER_BITS = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=bool)
+
 
 @dataclass(frozen=True)
 class CandidateRegion:
@@ -90,8 +93,7 @@ def candidate_regions(result: VolumeDetectionResult,
             continue
         x1, y1, first, x2, y2, last = candidate_box_3d(candidate)
         box = np.array([x1, y1, first - 0.5, x2, y2, last + 0.5])
-        bits = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=bool)
-        corners_index = np.where(bits, box[3:], box[:3])
+        corners_index = np.where(_CORNER_BITS, box[3:], box[:3])
         corners = geometry.index_to_physical(corners_index)
         linked = {int(z): np.asarray(b, np.float64).copy()
                   for z, b in zip(candidate.track.slices, candidate.track.boxes)}

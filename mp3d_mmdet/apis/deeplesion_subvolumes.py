@@ -170,7 +170,8 @@ def _slice_numbers(folder: str) -> List[int]:
     return sorted(numbers)
 
 
-def _examples(names: Sequence[str], count: int = 3) -> str:
+def format_examples(names: Sequence[str], count: int = 3) -> str:
+    """The first ``count`` names, comma-separated, with ``', ...'`` when there are more."""
     shown = ', '.join(names[:count])
     return shown + (', ...' if len(names) > count else '')
 
@@ -207,7 +208,7 @@ def list_deeplesion_subvolumes(root: str, split: Optional[str] = None
     without_rows = [name for name in folders if name not in info]
     if without_rows:
         warnings.warn(f'{images}: {len(without_rows)} series folder(s) have no row in '
-                      f'{csv_path} (no spacing): skipped ({_examples(without_rows)})',
+                      f'{csv_path} (no spacing): skipped ({format_examples(without_rows)})',
                       stacklevel=2)
     wanted = None if split is None else SPLIT_CODES[split]
     selected = sorted(name for name, (_, codes) in info.items()
@@ -217,7 +218,7 @@ def list_deeplesion_subvolumes(root: str, split: Optional[str] = None
     if missing:
         which = 'series' if split is None else f'{split} series'
         warnings.warn(f'{len(missing)} {which} of {csv_path} have no folder under {images} '
-                      f'(release not fully unpacked?): skipped ({_examples(missing)})',
+                      f'(release not fully unpacked?): skipped ({format_examples(missing)})',
                       stacklevel=2)
     subvolumes = []
     for folder in selected:

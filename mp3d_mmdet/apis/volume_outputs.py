@@ -279,7 +279,7 @@ def write_viewer_files(result: VolumeDetectionResult, out_dir: str,
             write_slicer_markups(result, paths[name], regions)
         elif name == 'nifti':
             write_label_map(result, paths[name], osp.join(out_dir, OUTPUT_FORMATS[name][1]),
-                            label_score_thr)
+                            label_score_thr, [r for r in regions if r.score >= label_score_thr])
         elif name == 'dicom-sr':
             write_dicom_sr(result, paths[name], regions)
         elif name == 'html':

@@ -61,6 +61,19 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
                         'test_dataloader.dataset.pipeline.1.scale="(160,160)"')
 
 
+def add_viewer_file_arguments(parser: argparse.ArgumentParser, default: str,
+                              where: str) -> None:
+    """Add the viewer-file options shared with ``mp3d-detect-volumes``: ``--formats``
+    (default ``default``; the files go ``where``) and ``--label-score-thr``."""
+    parser.add_argument('--formats', default=default,
+                        help=f'viewer files {where}, comma-separated: slicer (lesions.mrk.json), '
+                        'nifti (lesion_labels.nii.gz + .json), dicom-sr (lesions_sr.dcm, DICOM '
+                        "input only), html (report.html); 'all': every one that applies, "
+                        "'none'")
+    parser.add_argument('--label-score-thr', type=float, default=0.0,
+                        help='the NIfTI label maps label the candidates scoring at least this')
+
+
 def check_detection_arguments(parser: argparse.ArgumentParser,
                               args: argparse.Namespace) -> None:
     """Exit with status 2 (``parser.error``) on an out-of-range option of
@@ -90,12 +103,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     add_detection_arguments(parser)
     parser.add_argument('--top-k-overlays', type=int, default=10,
                         help='draw overlays of this many best candidates')
-    parser.add_argument('--formats', default='all',
-                        help="viewer files, comma-separated: slicer (lesions.mrk.json), nifti "
-                        '(lesion_labels.nii.gz + .json), dicom-sr (lesions_sr.dcm, DICOM input '
-                        "only), html (report.html); 'all': every one that applies, 'none'")
-    parser.add_argument('--label-score-thr', type=float, default=0.0,
-                        help='the NIfTI label map labels the candidates scoring at least this')
+    add_viewer_file_arguments(parser, default='all', where='in DIR')
     args = parser.parse_args(argv)
     check_detection_arguments(parser, args)
     if args.top_k_overlays < 0:

@@ -36,7 +36,8 @@ import sys
 import warnings
 from typing import Callable, List, Optional
 
-from .detect_volume import add_detection_arguments, check_detection_arguments
+from .detect_volume import (add_detection_arguments, add_viewer_file_arguments,
+                            check_detection_arguments)
 
 PROG = 'mp3d-detect-volumes'
 
@@ -66,13 +67,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='skip volumes that cannot be read (named on stderr; exit status '
                         '1 at the end) instead of stopping')
     add_detection_arguments(parser)
-    parser.add_argument('--formats', default='none',
-                        help='viewer files per volume in OUT/volumes/<name>/ beside its '
-                        'detections.json, lesions.csv and overlays, comma-separated: slicer, '
-                        "nifti, dicom-sr (every input a DICOM series), html (plus OUT/index.html); "
-                        "'all', or 'none' (only the results file)")
-    parser.add_argument('--label-score-thr', type=float, default=0.0,
-                        help='the NIfTI label maps label the candidates scoring at least this')
+    add_viewer_file_arguments(
+        parser, default='none', where='per volume in OUT/volumes/<name>/ beside its '
+        'detections.json, lesions.csv and overlays (html: also OUT/index.html; dicom-sr: every '
+        "input a DICOM series; 'none': only the results file)")
     args = parser.parse_args(argv)
     check_detection_arguments(parser, args)
     if args.split is not None and args.deeplesion is None:
