@@ -25,6 +25,8 @@ setup(
     long_description_content_type='text/markdown',
     python_requires=">=3.10",
     packages=find_packages(include=['mp3d_mmdet', 'mp3d_mmdet.*']),
+    # the HTML report's style sheet and scripts (read with importlib.resources)
+    package_data={'mp3d_mmdet.volume.outputs': ['templates/*.css', 'templates/*.js']},
     install_requires=[
         'mmdet>=3.3.0,<3.4',
         'mmengine>=0.10.7,<1',

@@ -15,8 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 #: them again under other CPU kernel settings (ATEN_CPU_CAPABILITY): they must hold on every
 #: CPU, not only on the one they were written on. Tests that train only to exercise mechanics
 #: (checkpoint files, resuming, schedules, logs) assert nothing a kernel can change.
-CPU_NUMERICS = ('test_models/', 'test_converters/', 'test_apis/test_volume_detection.py',
-                'test_apis/test_volume_lesion_detector.py')
+CPU_NUMERICS = ('test_models/', 'test_converters/', 'test_volume/test_inference/test_detection.py',
+                'test_volume/test_inference/test_detector.py')
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:

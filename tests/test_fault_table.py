@@ -40,7 +40,7 @@ from froc_samples import data_sample, lesion
 from mp3d_mmdet.datasets import DeepLesionDataset
 from mp3d_mmdet.datasets.dl_info import write_dl_info
 from mp3d_mmdet.utils.checkpoint_files import CheckpointFileError
-from test_apis.volume_fixtures import (REPO, make_sitk_image, phantom_volume,
+from test_volume.volume_fixtures import (REPO, make_sitk_image, phantom_volume,
                                        write_small_volume, write_tiny_model)
 from test_datasets.test_deeplesion import make_row, write_dataset
 from toy_runner import toy_runner, train_and_sigkill_while_writing
@@ -106,7 +106,7 @@ def test_row1_nifti_with_nan_voxels(detect, capsys, tmp_path, suffix):
 
 
 def test_row4_full_disk_keeps_the_earlier_results(detect, capsys, tmp_path, monkeypatch):
-    from mp3d_mmdet.apis import volume_outputs as outputs
+    from mp3d_mmdet.volume import volume_outputs as outputs
     run, cfg, ckpt, volume = detect
     args = [volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out',
             '--score-thr', '0.0']

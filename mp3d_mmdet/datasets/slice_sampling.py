@@ -43,7 +43,9 @@ from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..utils.validation import check_hu_window, check_num_slices
+from ..utils.hu_window import (DEFAULT_HU_WINDOW, DEFAULT_OUT_RANGE, clip_and_scale_hu,
+                               window_offset_and_scale)
+from ..utils.validation import check_num_slices
 
 __all__ = [
     'PNG_HU_OFFSET', 'DEFAULT_HU_WINDOW', 'DEFAULT_OUT_RANGE', 'SlicePlan', 'png_to_hu',
@@ -54,10 +56,6 @@ __all__ = [
 
 #: DeepLesion stores ``HU + 32768`` as uint16 in its PNG files.
 PNG_HU_OFFSET = 32768
-#: HU window of the paper (clip range before scaling).
-DEFAULT_HU_WINDOW = (-1024.0, 1050.0)
-#: Output intensity range: ``hu_window[0] -> out_range[0]``, ``hu_window[1] -> out_range[1]``.
-DEFAULT_OUT_RANGE = (0.0, 255.0)
 
 # raw slice dtypes cv2.addWeighted reads directly; others are converted to float32 first
 _CV2_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16),
@@ -114,37 +112,6 @@ def is_channel_planar(img: np.ndarray) -> bool:
     """
     return (img.ndim == 3 and not img.flags.c_contiguous
             and img.transpose(2, 0, 1).flags.c_contiguous)
-
-
-def _window_offset_and_scale(hu_window: Sequence[float],
-                             out_range: Sequence[float]) -> Tuple[float, float]:
-    """``(low, scale)`` of the linear map ``hu -> (hu - low) * scale + out_range[0]``."""
-    low, high = check_hu_window(hu_window, out_range)
-    return low, (float(out_range[1]) - float(out_range[0])) / (high - low)
-
-
-def clip_and_scale_hu(hu: np.ndarray,
-                      hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
-                      out_range: Sequence[float] = DEFAULT_OUT_RANGE) -> np.ndarray:
-    """Clip HU values to ``hu_window`` and map the window linearly onto ``out_range``.
-
-    ``hu_window[0]`` (and anything below) -> ``out_range[0]``, ``hu_window[1]`` (and anything
-    above) -> ``out_range[1]``. With the defaults: -1024 HU -> 0.0, 1050 HU -> 255.0.
-
-    Args:
-        hu (np.ndarray): HU values, any shape, any real dtype.
-        hu_window (Sequence[float]): ``(low, high)`` HU, ``high > low``.
-        out_range (Sequence[float]): ``(low, high)`` output values, ``high > low``.
-
-    Returns:
-        np.ndarray: float32 array of the shape of ``hu``, values in ``out_range``.
-    """
-    low, scale = _window_offset_and_scale(hu_window, out_range)
-    out = np.asarray(hu, dtype=np.float32) - np.float32(low)
-    out *= np.float32(scale)
-    out += np.float32(out_range[0])
-    np.clip(out, out_range[0], out_range[1], out=out)
-    return out
 
 
 def neighbour_positions(key_index: int, num_slices: int, target_interval_mm: float,
@@ -261,7 +228,7 @@ def assemble_slices(plan: SlicePlan,
         np.ndarray: float32 ``(H, W, N)`` view of a C-contiguous ``(N, H, W)`` array
         (``img.transpose(2, 0, 1)`` is contiguous); channel ``c`` = plan channel ``c``.
     """
-    low, scale = _window_offset_and_scale(hu_window, out_range)
+    low, scale = window_offset_and_scale(hu_window, out_range)
     # out - out_low = (HU - low) * scale = raw * scale + gamma, clipped to [0, top]
     gamma = (float(value_offset) - low) * scale
     top = float(out_range[1]) - float(out_range[0])

@@ -18,7 +18,7 @@ kernels for tensors on the given device types (default CUDA) and leaves every ot
 mmcv. :func:`route_cuda_ops_if_needed` installs it only when the model runs on CUDA and mmcv
 has no CUDA ops (:func:`mmcv_has_cuda_ops`);
 :class:`~mp3d_mmdet.engine.runner.DeviceAwareRunner` and
-:class:`~mp3d_mmdet.apis.VolumeLesionDetector` call it and log when it acts. Another project
+:class:`~mp3d_mmdet.volume.VolumeLesionDetector` call it and log when it acts. Another project
 that uses neither calls ``route_cuda_ops_if_needed('cuda')`` once before building its model.
 """
 from typing import Any, Dict, Sequence, Tuple, Union

@@ -12,28 +12,12 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..datasets.slice_sampling import clip_and_scale_hu
 from ..structures import box_iou
-
-#: Display window (HU) for soft tissue: level 40, width 400.
-SOFT_TISSUE_WINDOW: Tuple[float, float] = (-160.0, 240.0)
+from ..utils.hu_window import SOFT_TISSUE_WINDOW, window_hu
 
 GT_COLOR = (80, 220, 80)       # BGR green
 HIT_COLOR = (60, 60, 255)      # BGR red
 MISS_COLOR = (0, 200, 255)     # BGR orange: detection that matches no ground truth
-
-
-def window_hu(hu: np.ndarray, window: Tuple[float, float] = SOFT_TISSUE_WINDOW) -> np.ndarray:
-    """Map a slice in HU to an 8-bit grey image through a display window.
-
-    Args:
-        hu: ``(H, W)`` array in Hounsfield units.
-        window: ``(low, high)`` HU mapped to 0 and 255 (values outside are clipped).
-
-    Returns:
-        ``(H, W)`` uint8 image.
-    """
-    return clip_and_scale_hu(hu, window, (0.0, 255.0)).astype(np.uint8)
 
 
 def draw_lesion_overlay(hu: np.ndarray,

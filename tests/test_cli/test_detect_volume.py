@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_apis.volume_fixtures import (REPO, make_sitk_image, phantom_volume,
+from test_volume.volume_fixtures import (REPO, make_sitk_image, phantom_volume,
                                        write_dicom_series, write_small_volume,
                                        write_tiny_model)
 
-from mp3d_mmdet.apis import LESION_CSV_COLUMNS
+from mp3d_mmdet.volume import LESION_CSV_COLUMNS
 from mp3d_mmdet.cli import detect_volume
 
 SCRIPT = osp.join(REPO, 'tools', 'detect_volume.py')

@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_apis.test_deeplesion_subvolumes import make_row
-from test_apis.volume_fixtures import (PlantedLesion, make_sitk_image, phantom_volume,
+from test_volume.test_io.test_deeplesion_subvolumes import make_row
+from test_volume.volume_fixtures import (PlantedLesion, make_sitk_image, phantom_volume,
                                        write_dicom_series, write_small_volume,
                                        write_tiny_model)
 
 import mp3d_mmdet.apis
-from mp3d_mmdet.apis import (candidate_boxes_3d, detect_lesions_in_volume,
+from mp3d_mmdet.volume import (candidate_boxes_3d, detect_lesions_in_volume,
                              read_deeplesion_subvolume, read_volume_detections)
 from mp3d_mmdet.cli import detect_volumes
 from mp3d_mmdet.datasets.dl_info import write_dl_info

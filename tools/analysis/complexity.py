@@ -7,7 +7,7 @@ element; normalisation layers (GroupNorm), element-wise sums, interpolation and 
 are not counted. The detector is measured as backbone + neck + RPN head on one
 ``(1, N, H, W)`` input plus the RoI box head on ``--proposals`` RoIs (default 1,000, the
 RPN's test-time proposal count). Counting runs on ``meta`` tensors (shapes only), so a
-512 x 512 detector takes seconds. See ``tools/analysis/op_counter.py``.
+512 x 512 detector takes seconds. See ``mp3d_mmdet/utils/op_counter.py``.
 
 Usage::
 
@@ -22,14 +22,12 @@ paper's figures beside them.
 """
 import argparse
 import copy
-import os.path as osp
 import sys
 from typing import Dict, Optional, Sequence
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from op_counter import MacCounter  # noqa: E402
+from mp3d_mmdet.utils.op_counter import MacCounter
 
 # The paper's figures (Zhang et al., MICCAI 2020: Table 2 and section 3.2).
 PAPER = [

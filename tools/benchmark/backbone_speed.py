@@ -5,7 +5,7 @@ one input at ``--shape`` (default 512 x 512): the 3D models and 3DCE on ``N`` sl
 (default 9), ResNet-50 on one 3-channel image. The models run interleaved, round by
 round, and the best (minimum) and median round are reported, so that load from other
 processes affects all of them alike. Every model's multiply-accumulates (GMACs, the
-paper's "GFLOPs" convention, see ``tools/analysis/op_counter.py``) are counted
+paper's "GFLOPs" convention, see ``mp3d_mmdet/utils/op_counter.py``) are counted
 on meta tensors, and the time per GMAC is reported relative to ResNet-50's. On CUDA the
 peak memory (``torch.cuda.max_memory_allocated``) of every model is printed too.
 
@@ -37,8 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'analysis'))
-from op_counter import count_macs  # noqa: E402
+from mp3d_mmdet.utils.op_counter import count_macs
 
 
 #: Execution settings timed by ``--variants``: name -> what changes against ``default``.

@@ -15,19 +15,16 @@ target: at least 15x).
 """
 import argparse
 import os
-import os.path as osp
 import statistics
-import sys
 import time
 from typing import List, Tuple
 
 import numpy as np
 
 from mp3d_mmdet.evaluation.functional import DEFAULT_FPS_3D, froc_curve_3d, sens_at_fp_3d
+from mp3d_mmdet.evaluation.functional.froc_reference import (froc_curve_3d_reference,
+                                                             lens_sensitivity_reference)
 
-# the per-detection loop specification lives with the tests it is the oracle of
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'tests'))
-from froc_reference import froc_curve_3d_reference, lens_sensitivity_reference  # noqa: E402
 
 IMAGE_SIZE = 512
 

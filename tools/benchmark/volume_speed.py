@@ -4,7 +4,7 @@ Measured side by side in one run, on a synthetic 512 x 512 x 100-slice CT volume
 x 1.25 mm, written as .nii.gz) with the paper's model (configs/mp3d_fpn_deeplesion_2x.py; random
 weights unless ``--checkpoint`` is given -- the speed does not depend on them):
 
-* ``read``: :func:`mp3d_mmdet.apis.read_ct_volume` (SimpleITK read, checks, reorientation);
+* ``read``: :func:`mp3d_mmdet.volume.read_ct_volume` (SimpleITK read, checks, reorientation);
 * ``assemble``: the N-slice input of every slice (z interpolation at the model's 2.5 mm from
   the volume's 1.25 mm, HU window) -- :func:`sample_slices_from_volume`;
 * ``pipeline``: the config's test transforms after loading (SliceWiseResize, PackDetInputs);
@@ -32,8 +32,9 @@ import torch
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from mp3d_mmdet.apis import (VolumeLesionDetector, link_slice_detections,  # noqa: E402
-                             measure_lesion_candidates, plan_in_plane_resize, read_ct_volume)
+from mp3d_mmdet.volume import (VolumeLesionDetector, link_slice_detections,  # noqa: E402
+                               measure_lesion_candidates, plan_in_plane_resize,
+                               read_ct_volume)
 from mp3d_mmdet.datasets.slice_sampling import \
     sample_slices_from_volume  # noqa: E402
 

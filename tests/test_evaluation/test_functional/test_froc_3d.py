@@ -5,10 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from froc_reference import (froc_curve_3d_reference, lens_sensitivity_reference,
-                            overlap_3d_reference)
 from mp3d_mmdet.evaluation import (DEFAULT_FPS_3D, froc_curve_3d, lesion_subset_froc_curves_3d,
                                    sens_at_fp_3d)
+from mp3d_mmdet.evaluation.functional.froc_reference import (froc_curve_3d_reference,
+                                                             lens_sensitivity_reference,
+                                                             overlap_3d_reference)
 
 # volume 0: lesion L1 (1000 voxels) with a small detection inside it (64 voxels)
 # volume 1: lesion L2 (27 voxels) inside a large detection (3375 voxels), and a far detection

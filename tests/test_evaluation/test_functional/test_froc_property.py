@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from mp3d_mmdet.evaluation.functional import (froc_curve, interp1d_sensitivity,
                                               interpolate_sensitivity,
                                               lesion_subset_froc_curves)
-from froc_reference import (froc_curve_reference, interpolate_sensitivity_reference,
-                            official_mp3d_sensitivity_reference)
 from mp3d_mmdet.evaluation.functional.froc import _stable_descending_order
+from mp3d_mmdet.evaluation.functional.froc_reference import (
+    froc_curve_reference, interpolate_sensitivity_reference, official_mp3d_sensitivity_reference)
 
 SETTINGS = settings(max_examples=200, derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

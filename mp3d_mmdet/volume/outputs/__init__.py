@@ -1,0 +1,24 @@
+"""What a volume detection writes: result files, overlays and files for viewers."""
+from .regions import CandidateRegion, candidate_box_3d, candidate_regions
+from .writer import (LESION_CSV_COLUMNS, OUTPUT_FORMATS, VOLUME_OUTPUT_ENTRIES,
+                     default_output_formats, detections_to_dict, parse_output_formats,
+                     prepare_volume_output_dir, write_candidate_overlays, write_detections_json,
+                     write_lesions_csv, write_viewer_files, write_volume_outputs)
+from .slicer_markups import SLICER_MARKUPS_SCHEMA, slicer_markups, write_slicer_markups
+from .label_map import candidate_label_array, label_map_image, write_label_map
+from .dicom_sr import SR_SERIES_NUMBER, build_dicom_sr, read_source_series, write_dicom_sr
+from .html_report import (BOX_RGB, HtmlIndexEntry, JPEG_QUALITY, MAX_SLICE_SIDE, SELECTED_RGB,
+                          encode_report_slices, render_html_index, render_html_report,
+                          write_html_index, write_html_report)
+
+__all__ = [
+    'CandidateRegion', 'candidate_box_3d', 'candidate_regions', 'LESION_CSV_COLUMNS',
+    'VOLUME_OUTPUT_ENTRIES', 'OUTPUT_FORMATS', 'default_output_formats', 'parse_output_formats',
+    'detections_to_dict', 'write_detections_json', 'write_lesions_csv', 'write_candidate_overlays',
+    'write_viewer_files', 'prepare_volume_output_dir', 'write_volume_outputs',
+    'SLICER_MARKUPS_SCHEMA', 'slicer_markups', 'write_slicer_markups', 'candidate_label_array',
+    'label_map_image', 'write_label_map', 'write_dicom_sr', 'build_dicom_sr', 'read_source_series',
+    'SR_SERIES_NUMBER', 'MAX_SLICE_SIDE', 'JPEG_QUALITY', 'BOX_RGB', 'SELECTED_RGB',
+    'HtmlIndexEntry', 'encode_report_slices', 'render_html_report', 'write_html_report',
+    'render_html_index', 'write_html_index'
+]
