@@ -115,7 +115,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     # mmengine imports the deprecated pkg_resources: keep stderr for the user's messages
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    from mp3d_mmdet.apis import (InferenceSetupError, VolumeInputError,
+    from mp3d_mmdet.volume import (InferenceSetupError, VolumeInputError,
                                  VolumeLesionDetector, detect_lesions_in_volume,
                                  load_inference_config, parse_output_formats,
                                  prepare_volume_output_dir, read_ct_volume,

@@ -16,7 +16,7 @@ name without suffix, DICOM folder name) must be unique.
 Each volume is read, detected and linked exactly as by mp3d-detect-volume, and one JSON line
 {"name", "source", "shape_xyz", "spacing_mm_xyz", "z_offset", "boxes": [[x1, y1, z1, x2, y2, z2,
 score], ...]} is appended (and flushed to disk) as it finishes, after a header line recording
-the model settings (mp3d_mmdet.apis.batch_volume_detection). Rerunning the same command
+the model settings (mp3d_mmdet.volume.results_file). Rerunning the same command
 resumes: finished volumes are skipped, a line cut short by an interruption is redone. A
 results file of other settings (config, checkpoint, score threshold, linking ...) is refused
 unless --restart is given, which starts a new file in its place (discarding its lines; nothing
@@ -84,7 +84,7 @@ def _volume_folder(out: str, name: str) -> str:
 
 def _write_index(out: str, results_path: str) -> None:
     """``OUT/index.html``: every finished volume of the results file that has a report."""
-    from mp3d_mmdet.apis import HtmlIndexEntry, read_volume_detections, write_html_index
+    from mp3d_mmdet.volume import HtmlIndexEntry, read_volume_detections, write_html_index
     _, records = read_volume_detections(results_path)
     entries = []
     for name, record in records.items():
@@ -99,7 +99,7 @@ def _write_index(out: str, results_path: str) -> None:
 
 def _collect_inputs(args: argparse.Namespace, warn: Callable[[str], None]) -> list:
     """The batch's VolumeInputs; the listing functions' warnings go to ``warn``."""
-    from mp3d_mmdet.apis import (volume_inputs_from_deeplesion, volume_inputs_from_folder,
+    from mp3d_mmdet.volume import (volume_inputs_from_deeplesion, volume_inputs_from_folder,
                                  volume_inputs_from_list_file)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -121,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     from tqdm import tqdm
 
-    from mp3d_mmdet.apis import (InferenceSetupError, VolumeInputError, VolumeLesionDetector,
+    from mp3d_mmdet.volume import (InferenceSetupError, VolumeInputError, VolumeLesionDetector,
                                  batch_settings, check_unique_names, detect_volume_batch,
                                  load_inference_config, parse_output_formats,
                                  volume_detect_function, write_volume_outputs)

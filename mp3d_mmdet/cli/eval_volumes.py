@@ -102,7 +102,7 @@ def lesion_sizes_mm(ground_truth: 'VolumeGroundTruth',
 
 def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the evaluation described by the parsed arguments; print and return the report."""
-    from mp3d_mmdet.apis.batch_volume_detection import read_volume_detections
+    from mp3d_mmdet.volume import read_volume_detections
     from mp3d_mmdet.evaluation.functional import (LENS_READING, lesion_subset_froc_curves_3d,
                                                   plot_froc_curves)
     from mp3d_mmdet.evaluation.functional.froc_protocols import check_fps
