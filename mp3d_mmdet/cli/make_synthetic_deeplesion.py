@@ -24,9 +24,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from ..datasets.synthetic_deeplesion import (GENERATED_ENTRIES, RECIPE_FILE,
-                                             make_synthetic_deeplesion, read_synthetic_recipe,
-                                             synthetic_recipe)
+from ..synthetic import (GENERATED_ENTRIES, RECIPE_FILE, make_synthetic_deeplesion,
+                         read_synthetic_recipe, synthetic_recipe)
 
 PROG = 'mp3d-make-synthetic-deeplesion'
 

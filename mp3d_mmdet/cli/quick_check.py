@@ -118,8 +118,8 @@ def quick_check_config(cfg: Config, work_dir: str, data_root: Optional[str], ite
 
 def _synthetic_deeplesion(folder: str, scale: int) -> str:
     """A small synthetic DeepLesion-format set in ``folder`` (kept when already there)."""
-    from ..datasets.synthetic_deeplesion import (RECIPE_FILE, make_synthetic_deeplesion,
-                                                 read_synthetic_recipe, synthetic_recipe)
+    from ..synthetic import (RECIPE_FILE, make_synthetic_deeplesion, read_synthetic_recipe,
+                             synthetic_recipe)
     kwargs = dict(num_patients=6, seed=0, image_size=max(64, scale))
     if not (osp.isfile(osp.join(folder, RECIPE_FILE))
             and read_synthetic_recipe(folder) == synthetic_recipe(**kwargs)):

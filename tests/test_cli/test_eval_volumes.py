@@ -10,9 +10,9 @@ import pytest
 
 from mp3d_mmdet.volume import RESULTS_FORMAT
 from mp3d_mmdet.cli import eval_volumes
-from mp3d_mmdet.datasets import make_synthetic_deeplesion
 from mp3d_mmdet.datasets.dl_info import parse_subvolume_name
 from mp3d_mmdet.datasets.lesions_3d import read_lens_annotations
+from mp3d_mmdet.synthetic import make_synthetic_deeplesion
 
 
 @pytest.fixture(scope='module')

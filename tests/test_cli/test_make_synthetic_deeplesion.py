@@ -62,7 +62,7 @@ def _tiny(out, *extra):
 
 
 def test_reuse_keeps_the_same_recipe_and_replaces_another(cli, tmp_path, capsys, monkeypatch):
-    from mp3d_mmdet.datasets import synthetic_deeplesion as synthetic
+    from mp3d_mmdet import synthetic
     out = str(tmp_path / 'dl')
     csv = osp.join(out, 'DL_info.csv')
     assert cli.main(_tiny(out)) == 0

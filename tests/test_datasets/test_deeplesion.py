@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from mp3d_mmdet.datasets import DeepLesionDataset, make_synthetic_deeplesion
+from mp3d_mmdet.datasets import DeepLesionDataset
 from mp3d_mmdet.datasets.dl_info import DLInfoRow, read_dl_info, write_dl_info
 from mp3d_mmdet.datasets.transforms import LoadCTSlices
+from mp3d_mmdet.synthetic import make_synthetic_deeplesion
 from mmdet.registry import DATASETS
 
 DATA_INFO_KEYS = {

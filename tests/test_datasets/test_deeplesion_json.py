@@ -7,11 +7,12 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from mp3d_mmdet.datasets import DeepLesionDataset, make_synthetic_deeplesion
+from mp3d_mmdet.datasets import DeepLesionDataset
 from mp3d_mmdet.datasets.deeplesion_json import (annotation_file_format, read_deeplesion_json,
                                                  write_deeplesion_json)
 from mp3d_mmdet.datasets.dl_info import read_dl_info
 from mp3d_mmdet.datasets.transforms import LoadCTSlices
+from mp3d_mmdet.synthetic import make_synthetic_deeplesion
 
 # the example records of the official test file (shared interop facts), plus a second lesion
 # on the same image flagged noisy and a second image of another patient

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from mp3d_mmdet.datasets import make_synthetic_deeplesion
+from mp3d_mmdet.synthetic import make_synthetic_deeplesion
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MIM = osp.join(osp.dirname(sys.executable), 'mim')

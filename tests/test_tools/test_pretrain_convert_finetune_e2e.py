@@ -21,8 +21,8 @@ import mmdet
 import torch
 
 from mp3d_mmdet.cli import convert_pretraining_checkpoint
-from mp3d_mmdet.datasets.synthetic_deeplesion import make_synthetic_deeplesion
 from mp3d_mmdet.models.necks.group_transform import resample_slice_weights
+from mp3d_mmdet.synthetic import make_synthetic_deeplesion
 from tiny_coco import tiny_coco_2017
 from tiny_mp3d import tiny_mp3d_model
 

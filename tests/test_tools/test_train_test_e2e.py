@@ -10,7 +10,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mp3d_mmdet.datasets.synthetic_deeplesion import make_synthetic_deeplesion
+from mp3d_mmdet.synthetic import make_synthetic_deeplesion
 from tiny_mp3d import tiny_mp3d_model
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))

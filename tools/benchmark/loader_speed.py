@@ -40,8 +40,9 @@ import numpy as np
 import torch
 from mmengine.registry import init_default_scope
 
-from mp3d_mmdet.datasets import DeepLesionDataset, make_synthetic_deeplesion
+from mp3d_mmdet.datasets import DeepLesionDataset
 from mp3d_mmdet.datasets.transforms import LoadCTSlices
+from mp3d_mmdet.synthetic import make_synthetic_deeplesion
 from mp3d_mmdet.utils.config import load_config
 
 PAPER_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'configs',
