@@ -5,7 +5,7 @@ Example::
     mp3d-make-synthetic-deeplesion --out data/synthetic_deeplesion \
         --num-patients 20 --seed 0 --image-size 256
 
-See :mod:`mp3d_mmdet.datasets.synthetic_deeplesion` for what the data contains. ``--preset
+See :mod:`mp3d_mmdet.synthetic` for what the data contains. ``--preset
 demo`` is the set of the demo (``tools/demo.sh``) and of
 ``tools/benchmark/context_benefit.py``; explicit options override a preset's values.
 

@@ -11,7 +11,7 @@ per iteration. Training goes through the runner ``mim train`` builds (the config
 ``runner_type``, so AMP becomes fp32 and NCCL gloo on a CPU), so the same checks apply:
 slice counts, evaluator inputs, checkpoint saving. For a DeepLesion config without
 ``--data-root`` a small synthetic DeepLesion-format set is written into the work folder
-first (:func:`mp3d_mmdet.datasets.make_synthetic_deeplesion`); other datasets (COCO for the
+first (:func:`mp3d_mmdet.synthetic.make_synthetic_deeplesion`); other datasets (COCO for the
 pre-training config) need ``--data-root``.
 
 The work folder (``--work-dir``, default ``work_dirs/quick_check/<config name>``) holds the
