@@ -50,7 +50,8 @@ setup(
             'mp3d-make-synthetic-deeplesion = mp3d_mmdet.cli.make_synthetic_deeplesion:main',
             'mp3d-convert-pretraining-checkpoint = '
             'mp3d_mmdet.cli.convert_pretraining_checkpoint:main',
-            'mp3d-convert-official-checkpoint = mp3d_mmdet.cli.official_mp3d:main',
+            'mp3d-convert-official-checkpoint = '
+            'mp3d_mmdet.cli.convert_official_checkpoint:main',
             'mp3d-quick-check = mp3d_mmdet.cli.quick_check:main',
         ],
     },

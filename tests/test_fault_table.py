@@ -142,9 +142,9 @@ def test_row5_rerun_leaves_exactly_the_new_results(detect, capsys, tmp_path):
 
 
 def test_row6_unusable_out_is_refused_before_inference(detect, capsys, tmp_path, monkeypatch):
-    import mp3d_mmdet.apis
+    import mp3d_mmdet.volume
     run, cfg, ckpt, volume = detect
-    monkeypatch.setattr(mp3d_mmdet.apis, 'read_ct_volume',
+    monkeypatch.setattr(mp3d_mmdet.volume, 'read_ct_volume',
                         lambda *a, **k: pytest.fail('inference started'))
     (tmp_path / 'results.txt').write_text('keep me')
     busy = tmp_path / 'busy'

@@ -21,39 +21,40 @@ Example::
 """
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from .converter_command import ConverterCommand
+
+if TYPE_CHECKING:
+    from mp3d_mmdet.converters import ConversionReport
 
 PROG = 'mp3d-convert-pretraining-checkpoint'
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description='Convert a COCO 3-slice MP3D FPN pre-training checkpoint into the '
-        'initialisation of an N-slice lesion detector',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('src', help='mmengine checkpoint of the COCO pre-training')
-    parser.add_argument('dst', help='output checkpoint (its folder is created)')
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--num-slices', type=int, default=9,
                         help='slice count N of the target detector (odd, >= 1)')
-    return parser.parse_args(argv)
+
+
+def _convert(args: argparse.Namespace) -> 'ConversionReport':
+    from mp3d_mmdet.converters import convert_pretrained_checkpoint
+    return convert_pretrained_checkpoint(args.src, args.dst, args.num_slices)
+
+
+COMMAND = ConverterCommand(
+    prog=PROG, description='Convert a COCO 3-slice MP3D FPN pre-training checkpoint into the '
+    'initialisation of an N-slice lesion detector',
+    src_help='mmengine checkpoint of the COCO pre-training', add_options=_add_options,
+    convert=_convert, source_label=lambda report: f'{report.backbone} FPN')
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    return COMMAND.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the conversion and print its table; returns the exit status (0, or 1 after a
-    one-line error)."""
-    args = parse_args(argv)
-    from mp3d_mmdet.converters import convert_pretrained_checkpoint
-    try:
-        report = convert_pretrained_checkpoint(args.src, args.dst, args.num_slices)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    classes = f', {report.num_classes} classes' if report.num_classes is not None else ''
-    print(f'{args.src}: {report.backbone} FPN, GTM slices {report.source_num_slices}'
-          f'{classes} -> {args.dst}: {report.num_slices} slices')
-    print(report.table())
-    return 0
+    """Run the conversion and print its table; returns the exit status."""
+    return COMMAND.main(argv)
 
 
 if __name__ == '__main__':

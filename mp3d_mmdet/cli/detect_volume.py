@@ -26,74 +26,17 @@ import argparse
 import os.path as osp
 import sys
 import time
-import warnings
 from typing import List, Optional
 
-from mmengine.config import DictAction
+from .common import (CliError, add_detection_arguments, add_viewer_file_arguments,
+                     check_detection_arguments, make_parser, os_error_message, run_command,
+                     warn)
 
 PROG = 'mp3d-detect-volume'
 
 
-def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the model and inference options shared with ``mp3d-detect-volumes``: ``--config``,
-    ``--checkpoint``, ``--device``, ``--score-thr``, ``--batch-size``, ``--pixel-spacing``,
-    ``--iou-thr``, ``--max-gap``, ``--min-slices``, ``--no-progress``, ``--cfg-options``."""
-    parser.add_argument('--config', required=True, help='model config (its test pipeline '
-                        'defines the N-slice input)')
-    parser.add_argument('--checkpoint', required=True, help='model weights (.pth)')
-    parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument('--score-thr', type=float, default=0.5,
-                        help='smallest per-slice detection score kept and linked')
-    parser.add_argument('--batch-size', type=int, default=4, help='slices per forward pass')
-    parser.add_argument('--pixel-spacing', type=float, default=None,
-                        help='resample slices in-plane to this many mm/px before the model '
-                        "(default: the config's volume_inference.pixel_spacing, else only "
-                        "the config's test Resize)")
-    parser.add_argument('--iou-thr', type=float, default=0.3,
-                        help='IoU linking boxes of nearby slices into one lesion')
-    parser.add_argument('--max-gap', type=int, default=1,
-                        help='slices without a box that one lesion may bridge')
-    parser.add_argument('--min-slices', type=int, default=1,
-                        help='fewest slices of a reported lesion candidate')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                        help='override config keys as `mim test` does, e.g. '
-                        'test_dataloader.dataset.pipeline.1.scale="(160,160)"')
-
-
-def add_viewer_file_arguments(parser: argparse.ArgumentParser, default: str,
-                              where: str) -> None:
-    """Add the viewer-file options shared with ``mp3d-detect-volumes``: ``--formats``
-    (default ``default``; the files go ``where``) and ``--label-score-thr``."""
-    parser.add_argument('--formats', default=default,
-                        help=f'viewer files {where}, comma-separated: slicer (lesions.mrk.json), '
-                        'nifti (lesion_labels.nii.gz + .json), dicom-sr (lesions_sr.dcm, DICOM '
-                        "input only), html (report.html); 'all': every one that applies, "
-                        "'none'")
-    parser.add_argument('--label-score-thr', type=float, default=0.0,
-                        help='the NIfTI label maps label the candidates scoring at least this')
-
-
-def check_detection_arguments(parser: argparse.ArgumentParser,
-                              args: argparse.Namespace) -> None:
-    """Exit with status 2 (``parser.error``) on an out-of-range option of
-    :func:`add_detection_arguments`."""
-    checks = [(args.batch_size >= 1, '--batch-size must be >= 1'),
-              (0.0 <= args.score_thr <= 1.0, '--score-thr must be in [0, 1]'),
-              (0.0 < args.iou_thr <= 1.0, '--iou-thr must be in (0, 1]'),
-              (args.max_gap >= 0, '--max-gap must be >= 0'),
-              (args.min_slices >= 1, '--min-slices must be >= 1'),
-              (args.pixel_spacing is None or args.pixel_spacing > 0,
-               '--pixel-spacing must be > 0')]
-    for ok, message in checks:
-        if not ok:
-            parser.error(message)
-
-
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(PROG, __doc__.split('\n\n')[0])
     parser.add_argument('input', help='CT volume file or DICOM series folder')
     parser.add_argument('--out', required=True,
                         help='output folder: missing or empty, or with --overwrite an earlier '
@@ -112,30 +55,35 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Detect and write the results; returns the exit status
+    (:func:`~mp3d_mmdet.cli.common.run_command`)."""
     args = parse_args(argv)
-    # mmengine imports the deprecated pkg_resources: keep stderr for the user's messages
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    from mp3d_mmdet.volume import (InferenceSetupError, VolumeInputError,
-                                 VolumeLesionDetector, detect_lesions_in_volume,
-                                 load_inference_config, parse_output_formats,
-                                 prepare_volume_output_dir, read_ct_volume,
-                                 write_volume_outputs)
+    return run_command(PROG, lambda: detect_volume(args))
+
+
+def detect_volume(args: argparse.Namespace) -> None:
+    """Detect in the volume :func:`parse_args` describes and write DIR (all or nothing).
+
+    Raises:
+        CliError: --out cannot be written (named with the reason).
+        ValueError: unusable input, config, checkpoint, device or --formats.
+    """
+    from mp3d_mmdet.volume import (VolumeLesionDetector, detect_lesions_in_volume,
+                                   load_inference_config, parse_output_formats,
+                                   prepare_volume_output_dir, read_ct_volume,
+                                   write_volume_outputs)
     try:  # before any inference: an unusable --out or --formats fails at once
         formats = parse_output_formats(args.formats, is_dicom=osp.isdir(args.input))
         staged = prepare_volume_output_dir(args.out, args.overwrite, option='--out')
-    except ValueError as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f'{PROG}: error: --out {args.out}: {error.strerror or error}', file=sys.stderr)
-        return 1
+    except OSError as exc:
+        raise CliError(f'--out {args.out}: {exc.strerror or exc}') from exc
     try:
         cfg = load_inference_config(args.config, args.cfg_options)
         start = time.perf_counter()
         volume = read_ct_volume(args.input)
         read_seconds = time.perf_counter() - start
         for warning in volume.warnings:
-            print(f'{PROG}: warning: {warning}', file=sys.stderr)
+            warn(PROG, warning)
         detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
         result = detect_lesions_in_volume(
             volume, detector=detector, batch_size=args.batch_size, score_thr=args.score_thr,
@@ -143,16 +91,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             progress=not args.no_progress)
         result.timings = dict(read=read_seconds, **result.timings)
         for warning in result.warnings[len(volume.warnings):]:
-            print(f'{PROG}: warning: {warning}', file=sys.stderr)
+            warn(PROG, warning)
         paths = write_volume_outputs(result, staged, args.top_k_overlays, formats=formats,
                                      label_score_thr=args.label_score_thr)
-    except (VolumeInputError, InferenceSetupError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    except OSError as error:  # disk full ...: the earlier contents of --out are kept
-        print(f'{PROG}: error: {error.strerror or error}: {error.filename or args.out} '
-              f'(nothing written to {args.out})', file=sys.stderr)
-        return 1
+    except OSError as exc:  # disk full ...: the earlier contents of --out are kept
+        raise CliError(f'{os_error_message(exc, args.out)} (nothing written to {args.out})') \
+            from exc
     finally:
         staged.discard()  # no-op after a successful commit
     num_overlays = min(args.top_k_overlays, len(result.candidates))
@@ -161,7 +105,6 @@ def main(argv: Optional[List[str]] = None) -> int:
           f'>= {args.score_thr:g}, {len(result.candidates)} lesion candidates; wrote '
           f"{paths['json']}, {paths['csv']}{viewer} and {num_overlays} overlays in "
           f"{paths['overlays']}")
-    return 0
 
 
 if __name__ == '__main__':

@@ -36,16 +36,15 @@ import sys
 import warnings
 from typing import Callable, List, Optional
 
-from .detect_volume import (add_detection_arguments, add_viewer_file_arguments,
-                            check_detection_arguments)
+from .common import (CliError, add_detection_arguments, add_split_argument,
+                     add_viewer_file_arguments, check_detection_arguments, make_parser,
+                     run_command, warn)
 
 PROG = 'mp3d-detect-volumes'
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(PROG, __doc__.split('\n\n')[0])
     inputs = parser.add_mutually_exclusive_group(required=True)
     inputs.add_argument('--list', metavar='FILE',
                         help="text file: one volume file or DICOM folder per line ('#' "
@@ -55,8 +54,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     inputs.add_argument('--deeplesion', metavar='ROOT',
                         help='DeepLesion release folder (DL_info.csv, Images_png/): its '
                         'sub-volumes')
-    parser.add_argument('--split', choices=('train', 'val', 'test'), default=None,
-                        help='with --deeplesion: only the series of this split (default: all)')
+    add_split_argument(parser, None, 'with --deeplesion: only the series of this split '
+                       '(default: all)')
     parser.add_argument('--out', required=True,
                         help='output folder of detections_3d.jsonl (created if missing; an '
                         'existing results file of the same settings is resumed)')
@@ -97,10 +96,10 @@ def _write_index(out: str, results_path: str) -> None:
     write_html_index(entries, osp.join(out, 'index.html'))
 
 
-def _collect_inputs(args: argparse.Namespace, warn: Callable[[str], None]) -> list:
-    """The batch's VolumeInputs; the listing functions' warnings go to ``warn``."""
+def _collect_inputs(args: argparse.Namespace, report: Callable[[str], None]) -> list:
+    """The batch's VolumeInputs; the listing functions' warnings go to ``report``."""
     from mp3d_mmdet.volume import (volume_inputs_from_deeplesion, volume_inputs_from_folder,
-                                 volume_inputs_from_list_file)
+                                   volume_inputs_from_list_file)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         if args.list is not None:
@@ -111,28 +110,39 @@ def _collect_inputs(args: argparse.Namespace, warn: Callable[[str], None]) -> li
             inputs = volume_inputs_from_deeplesion(args.deeplesion, args.split)
     for item in caught:
         if issubclass(item.category, UserWarning):
-            warn(str(item.message))
+            report(str(item.message))
     return inputs
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Detect in every volume not done yet; returns the exit status
+    (:func:`~mp3d_mmdet.cli.common.run_command`; 130 after Ctrl-C, rerun to resume)."""
     args = parse_args(argv)
-    # mmengine imports the deprecated pkg_resources: keep stderr for the user's messages
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    from tqdm import tqdm
+    return run_command(PROG, lambda: detect_volumes(args),
+                       interrupted=f'finished volumes are in {args.out}: rerun the same command '
+                       'to resume')
 
-    from mp3d_mmdet.volume import (InferenceSetupError, VolumeInputError, VolumeLesionDetector,
-                                 batch_settings, check_unique_names, detect_volume_batch,
-                                 load_inference_config, parse_output_formats,
-                                 volume_detect_function, write_volume_outputs)
 
-    def warn(message: str) -> None:
-        tqdm.write(f'{PROG}: warning: {message}', file=sys.stderr)
+def detect_volumes(args: argparse.Namespace) -> None:
+    """Detect in the volumes :func:`parse_args` describes into the results file (and the
+    volume folders --formats asks for).
+
+    Raises:
+        CliError: volumes could not be read (with --keep-going; the others are done).
+        ValueError: unusable inputs, config, checkpoint, device, --formats or results file.
+    """
+    from mp3d_mmdet.volume import (VolumeLesionDetector, batch_settings, check_unique_names,
+                                   detect_volume_batch, load_inference_config,
+                                   parse_output_formats, volume_detect_function,
+                                   write_volume_outputs)
+
+    def report(message: str) -> None:
+        warn(PROG, message)
 
     def make_detect():
         detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
         for message in detector.warnings:
-            warn(message)
+            report(message)
         return volume_detect_function(detector, batch_size=args.batch_size,
                                       score_thr=args.score_thr, iou_thr=args.iou_thr,
                                       max_gap=args.max_gap, min_slices=args.min_slices)
@@ -142,41 +152,28 @@ def main(argv: Optional[List[str]] = None) -> int:
                              overwrite=True, formats=formats,
                              label_score_thr=args.label_score_thr)
 
-    try:
-        inputs = _collect_inputs(args, warn)
-        check_unique_names(inputs)
-        formats = parse_output_formats(
-            args.formats, is_dicom=bool(inputs) and all(
-                item.subvolume is None and osp.isdir(item.source) for item in inputs))
-        cfg = load_inference_config(args.config, args.cfg_options)
-        settings = batch_settings(args.config, args.checkpoint, args.cfg_options,
-                                  args.score_thr, args.pixel_spacing, args.iou_thr,
-                                  args.max_gap, args.min_slices, cfg=cfg)
-        summary = detect_volume_batch(
-            inputs, args.out, settings, make_detect, restart=args.restart,
-            keep_going=args.keep_going, progress=not args.no_progress, report=warn,
-            restart_option='--restart', on_result=write_volume_files if formats else None)
-        if 'html' in formats:
-            _write_index(args.out, summary.path)
-    except (VolumeInputError, InferenceSetupError, ValueError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    except OSError as error:  # a missing path, a full disk ...: finished lines stay
-        message = f'{error.strerror}: {error.filename}' if error.filename else str(error)
-        print(f'{PROG}: error: {message}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f'{PROG}: interrupted; finished volumes are in {args.out}: rerun the same '
-              'command to resume', file=sys.stderr)
-        return 130
+    # an error (a missing path, a full disk ...) leaves the finished lines in the results file
+    inputs = _collect_inputs(args, report)
+    check_unique_names(inputs)
+    formats = parse_output_formats(
+        args.formats, is_dicom=bool(inputs) and all(
+            item.subvolume is None and osp.isdir(item.source) for item in inputs))
+    cfg = load_inference_config(args.config, args.cfg_options)
+    settings = batch_settings(args.config, args.checkpoint, args.cfg_options,
+                              args.score_thr, args.pixel_spacing, args.iou_thr,
+                              args.max_gap, args.min_slices, cfg=cfg)
+    summary = detect_volume_batch(
+        inputs, args.out, settings, make_detect, restart=args.restart,
+        keep_going=args.keep_going, progress=not args.no_progress, report=report,
+        restart_option='--restart', on_result=write_volume_files if formats else None)
+    if 'html' in formats:
+        _write_index(args.out, summary.path)
     print(f'{PROG}: {len(summary.done)} volume(s) detected, {len(summary.skipped)} already '
           f'done, {len(summary.failed)} unreadable; results: {summary.path}')
     if summary.failed:
-        print(f'{PROG}: error: {len(summary.failed)} of {len(inputs)} volume(s) could not be '
-              f'read (e.g. {next(iter(summary.failed))}); rerun after fixing them to complete '
-              'the results', file=sys.stderr)
-        return 1
-    return 0
+        raise CliError(f'{len(summary.failed)} of {len(inputs)} volume(s) could not be read '
+                       f'(e.g. {next(iter(summary.failed))}); rerun after fixing them to '
+                       'complete the results')
 
 
 if __name__ == '__main__':

@@ -20,12 +20,13 @@ from ..datasets import png_to_hu, read_uint16_png
 from ..evaluation.metrics import load_detection_dump, record_from_data_sample
 from ..utils.safe_files import atomic_imwrite
 from ..visualization import SOFT_TISSUE_WINDOW, draw_lesion_overlay
+from .common import add_hit_arguments, make_parser, run_command
 
 PROG = 'mp3d-draw-detections'
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n\n')[0])
+    parser = make_parser(PROG, __doc__.split('\n\n')[0])
     parser.add_argument('predictions', help='pickle written by `mim test ... --out X.pkl`')
     parser.add_argument('--out-dir', required=True, help='folder for the PNG overlays')
     parser.add_argument('--num', type=int, default=6, help='number of slices to draw')
@@ -34,23 +35,22 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument('--window', type=float, nargs=2, default=SOFT_TISSUE_WINDOW,
                         metavar=('LOW', 'HIGH'), help='display window in HU')
     parser.add_argument('--upscale', type=int, default=2, help='zoom factor of the pictures')
-    parser.add_argument('--iou-thr', type=float, default=0.5, help='IoU threshold of a hit')
-    parser.add_argument('--continuous-iou', action='store_true',
-                        help='IoU in continuous coordinates instead of the published +1 pixel '
-                        'convention (as mp3d-eval-froc --continuous-iou)')
+    add_hit_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Draw the overlays; returns the exit status (0, or 1 after a one-line error)."""
+    """Draw the overlays; returns the exit status (:func:`~mp3d_mmdet.cli.common.run_command`)."""
     args = parse_args(argv)
-    try:
-        written = draw_detections(args)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    print(f'{PROG}: wrote {written} overlays to {args.out_dir}')
-    return 0
+
+    def draw() -> None:
+        try:
+            written = draw_detections(args)
+        except KeyError as exc:  # a data sample without a key: the message names both
+            raise ValueError(exc.args[0]) from exc
+        print(f'{PROG}: wrote {written} overlays to {args.out_dir}')
+
+    return run_command(PROG, draw)
 
 
 def draw_detections(args: argparse.Namespace) -> int:

@@ -25,30 +25,27 @@ Examples::
         --ann data/DeepLesion/annotations/deeplesion_test.json
 """
 import argparse
-import json
 import math
-import os
 import os.path as osp
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .common import (add_hit_arguments, add_split_argument, make_parser, run_command,
+                     write_json_summary)
 
 PROG = 'mp3d-eval-froc'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description='FROC / mAP@0.5 evaluation of saved DeepLesion detections',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(PROG, 'FROC / mAP@0.5 evaluation of saved DeepLesion detections')
     parser.add_argument('predictions',
                         help='.pkl from `mim test ... --out` or .json from FROCMetric')
     parser.add_argument('--ann', default=None,
                         help='DeepLesion DL_info.csv or official deeplesion_<split>.json to take '
                         'the ground truth from (default: the ground truth stored in the '
                         'prediction file)')
-    parser.add_argument('--split', default=None, choices=['train', 'val', 'test'],
-                        help='split of --ann to evaluate (DL_info.csv: default test; a JSON file '
-                        'is one split)')
+    add_split_argument(parser, None, 'split of --ann to evaluate (DL_info.csv: default test; '
+                       'a JSON file is one split)')
     parser.add_argument('--keep-noisy', action='store_true',
                         help='with --ann: keep the noisy lesions (3DCE / MULAN / AlignShift '
                         'exclude them, the official MP3D evaluation keeps them)')
@@ -57,10 +54,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         '(the official MP3D evaluation behind the MP3D paper\'s tables)')
     parser.add_argument('--fps', type=float, nargs='+', default=[0.5, 1, 2, 4, 8, 16],
                         help='FP-per-image rates to report')
-    parser.add_argument('--iou-thr', type=float, default=0.5, help='IoU threshold of a hit')
-    parser.add_argument('--continuous-iou', action='store_true',
-                        help="IoU in continuous coordinates whatever the protocol's convention "
-                        "('deeplesion': +1 pixel, 'mp3d': continuous)")
+    add_hit_arguments(parser)
     parser.add_argument('--no-map', action='store_true', help='skip mAP (pycocotools)')
     parser.add_argument('--no-breakdowns', action='store_true',
                         help='skip the lesion type / size / slice interval breakdowns')
@@ -173,7 +167,7 @@ def evaluate(args: argparse.Namespace) -> Dict[str, float]:
     """Run the evaluation described by the parsed arguments; returns the metrics (prefixed)."""
     import mp3d_mmdet  # noqa: F401  (registers the metric)
     from mp3d_mmdet.evaluation.metrics import FROCMetric
-    from mp3d_mmdet.utils.safe_files import atomic_write, check_not_input
+    from mp3d_mmdet.utils.safe_files import check_not_input
 
     outputs = [(args.summary, '--summary')]
     if args.plot_dir is not None:
@@ -214,23 +208,15 @@ def evaluate(args: argparse.Namespace) -> Dict[str, float]:
             out_of_subset_detections=args.out_of_subset_detections,
             metrics={k: (None if isinstance(v, float) and math.isnan(v) else float(v))
                      for k, v in metrics.items()})
-        if osp.dirname(args.summary):
-            os.makedirs(osp.dirname(args.summary), exist_ok=True)
-        with atomic_write(args.summary) as f:
-            json.dump(summary, f, indent=2)
+        write_json_summary(args.summary, summary)
     return metrics
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Evaluate and print the report; returns the exit status (0, or 1 after a one-line
-    error)."""
+    """Evaluate and print the report; returns the exit status
+    (:func:`~mp3d_mmdet.cli.common.run_command`)."""
     args = parse_args(argv)
-    try:
-        evaluate(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    return 0
+    return run_command(PROG, lambda: evaluate(args))
 
 
 if __name__ == '__main__':

@@ -24,9 +24,7 @@ Examples::
     mp3d-eval-volumes work_dirs/lens/detections_3d.jsonl --gt data/DeepLesion/DL_info.csv
 """
 import argparse
-import json
 import math
-import os
 import os.path as osp
 import sys
 from collections import OrderedDict
@@ -37,19 +35,18 @@ import numpy as np
 if TYPE_CHECKING:
     from mp3d_mmdet.datasets.lesions_3d import VolumeGroundTruth
 
+from .common import add_split_argument, make_parser, run_command, write_json_summary
+
 PROG = 'mp3d-eval-volumes'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split('\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(PROG, __doc__.split('\n')[0])
     parser.add_argument('results', help='detections_3d.jsonl of mp3d-detect-volumes')
     parser.add_argument('--gt', required=True,
                         help='LENS-format 3D annotations (.pkl) or DeepLesion DL_info.csv '
                         '(key-slice boxes)')
-    parser.add_argument('--split', default='test', choices=['train', 'val', 'test'],
-                        help='split of --gt to evaluate')
+    add_split_argument(parser, 'test', 'split of --gt to evaluate')
     parser.add_argument('--keep-noisy', action='store_true',
                         help='with DL_info.csv: keep the Possibly_noisy lesions')
     parser.add_argument('--overlap', default='iobb', choices=['iobb', 'iou', 'iogt', 'iobbgt'],
@@ -107,7 +104,7 @@ def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
                                                   plot_froc_curves)
     from mp3d_mmdet.evaluation.functional.froc_protocols import check_fps
     from mp3d_mmdet.evaluation.metrics import lesion_size_subsets
-    from mp3d_mmdet.utils.safe_files import atomic_write, check_not_input
+    from mp3d_mmdet.utils.safe_files import check_not_input
 
     for output, option in ((args.plot, '--plot'), (args.summary, '--summary')):
         if output is not None:
@@ -175,10 +172,7 @@ def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
                                    mean=None if math.isnan(v['mean']) else v['mean'])
                            for k, v in rows.items()})
     if args.summary is not None:
-        if osp.dirname(args.summary):
-            os.makedirs(osp.dirname(args.summary), exist_ok=True)
-        with atomic_write(args.summary) as handle:
-            json.dump(report, handle, indent=2)
+        write_json_summary(args.summary, report)
     return report
 
 
@@ -203,15 +197,10 @@ def _format_report(rows: Dict[str, Dict[str, Any]], fps: List[float], protocol: 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Evaluate and print the report; returns the exit status (0, or 1 after a one-line
-    error)."""
+    """Evaluate and print the report; returns the exit status
+    (:func:`~mp3d_mmdet.cli.common.run_command`)."""
     args = parse_args(argv)
-    try:
-        evaluate(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    return 0
+    return run_command(PROG, lambda: evaluate(args))
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional
 
 from ..synthetic import (GENERATED_ENTRIES, RECIPE_FILE, make_synthetic_deeplesion,
                          read_synthetic_recipe, synthetic_recipe)
+from .common import add_progress_argument, make_parser, run_command
 
 PROG = 'mp3d-make-synthetic-deeplesion'
 
@@ -37,9 +38,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description='Write a synthetic DeepLesion-format dataset (DL_info.csv + Images_png/).')
+    parser = make_parser(
+        PROG, 'Write a synthetic DeepLesion-format dataset (DL_info.csv + Images_png/).')
     parser.add_argument('--preset', choices=sorted(PRESETS),
                         help='a named set of the options below (explicit options win)')
     parser.add_argument('--out', required=True, help='output folder (must not hold a dataset)')
@@ -62,7 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--reuse', action='store_true',
                         help='keep a data set of the same recipe already in --out; replace one '
                         'of another recipe written by this generator')
-    parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    add_progress_argument(parser)
     preset = parser.parse_known_args(argv)[0].preset
     if preset is not None:
         parser.set_defaults(**PRESETS[preset])
@@ -106,23 +106,30 @@ def reuse_or_clear(out: str, recipe: Dict[str, Any]) -> bool:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Write (or reuse) the data set; returns the exit status (0, or 1 after a one-line error)."""
+    """Write (or reuse) the data set; returns the exit status
+    (:func:`~mp3d_mmdet.cli.common.run_command`)."""
     args = parse_args(argv)
+    return run_command(PROG, lambda: write_data_set(args))
+
+
+def write_data_set(args: argparse.Namespace) -> None:
+    """Write the data set :func:`parse_args` describes, or keep it (``--reuse``); print its
+    summary.
+
+    Raises:
+        ValueError: unusable generator options.
+        FileExistsError: ``--out`` holds other data (:func:`reuse_or_clear`).
+    """
     kwargs = _generator_kwargs(args)
     start = time.perf_counter()
-    try:
-        if args.reuse and reuse_or_clear(args.out, synthetic_recipe(**kwargs)):
-            print(f'reusing {args.out} (same {RECIPE_FILE}: options and generator unchanged)')
-            return 0
-        summary = make_synthetic_deeplesion(args.out, progress=not args.no_progress, **kwargs)
-    except (ValueError, FileExistsError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
+    if args.reuse and reuse_or_clear(args.out, synthetic_recipe(**kwargs)):
+        print(f'reusing {args.out} (same {RECIPE_FILE}: options and generator unchanged)')
+        return
+    summary = make_synthetic_deeplesion(args.out, progress=not args.no_progress, **kwargs)
     elapsed = time.perf_counter() - start
     print(json.dumps(summary, indent=2, sort_keys=True))
     print(f'wrote {summary["num_png_files"]} slices and {summary["num_lesions"]} lesion rows '
           f'to {args.out} in {elapsed:.1f} s')
-    return 0
 
 
 if __name__ == '__main__':

@@ -29,9 +29,10 @@ import sys
 import time
 from typing import Iterator, List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from ..utils.config import config_pipelines, leaf_datasets, load_config, type_name
+from .common import add_cfg_options_argument, make_parser, run_command
 
 PROG = 'mp3d-quick-check'
 #: The file that marks a work folder as a quick check's.
@@ -41,9 +42,7 @@ DATA_ROOT_VARIABLES = ('DEEPLESION_ROOT', 'COCO_ROOT')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(PROG, __doc__.split('\n\n')[0])
     parser.add_argument('config', help='config file (any config of configs/, or your own)')
     parser.add_argument('--work-dir', default=None,
                         help='work folder (default: work_dirs/quick_check/<config name>)')
@@ -55,8 +54,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--val-images', type=int, default=2, help='validation images')
     parser.add_argument('--scale', type=int, default=128,
                         help='input size of every train and test resize (px)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                        help='override config keys, as for mim train')
+    add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     if args.iters < 1 or args.val_images < 1 or args.scale < 32:
         parser.error('--iters and --val-images must be >= 1, --scale >= 32')
@@ -197,14 +195,10 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the quick check; returns the exit status (0, or 1 after a one-line error)."""
+    """Run the quick check; returns the exit status
+    (:func:`~mp3d_mmdet.cli.common.run_command`)."""
     args = parse_args(argv)
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    return 0
+    return run_command(PROG, lambda: run(args))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ from test_volume.volume_fixtures import (PlantedLesion, make_sitk_image, phantom
                                        write_dicom_series, write_small_volume,
                                        write_tiny_model)
 
-import mp3d_mmdet.apis
+import mp3d_mmdet.volume
 from mp3d_mmdet.volume import (candidate_boxes_3d, detect_lesions_in_volume,
                              read_deeplesion_subvolume, read_volume_detections)
 from mp3d_mmdet.cli import detect_volumes
@@ -101,7 +101,7 @@ def test_ctrl_c_then_rerun_resumes(capsys, tmp_path, model_files, monkeypatch):
     listing = tmp_path / 'volumes.txt'
     listing.write_text('# three copies\n' + ''.join(f'{osp.basename(p)}\n' for p in paths))
     calls = []
-    original = mp3d_mmdet.apis.volume_detect_function
+    original = mp3d_mmdet.volume.volume_detect_function
 
     def counting(*args, **kwargs):
         detect = original(*args, **kwargs)
@@ -112,7 +112,7 @@ def test_ctrl_c_then_rerun_resumes(capsys, tmp_path, model_files, monkeypatch):
             calls.append(volume.source_path)
             return detect(volume)
         return wrapped
-    monkeypatch.setattr(mp3d_mmdet.apis, 'volume_detect_function', counting)
+    monkeypatch.setattr(mp3d_mmdet.volume, 'volume_detect_function', counting)
     out = tmp_path / 'out'
     args = ['--list', str(listing), '--config', cfg, '--checkpoint', ckpt, '--out', str(out),
             '--no-progress', '--score-thr', '0.3']

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import init_default_scope
 
-from mp3d_mmdet.cli import official_mp3d as cli
+from mp3d_mmdet.cli import convert_official_checkpoint as cli
 from mp3d_mmdet.converters import (check_official_state_dict, convert_official_checkpoint,
                                    convert_official_state_dict)
 from mp3d_mmdet.utils.config import load_config

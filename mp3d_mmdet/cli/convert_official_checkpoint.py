@@ -20,40 +20,41 @@ Example (the paper's Table 1 recipe, docs/pretraining.md)::
 """
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from .converter_command import ConverterCommand
+
+if TYPE_CHECKING:
+    from mp3d_mmdet.converters import ConversionReport
 
 PROG = 'mp3d-convert-official-checkpoint'
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description='Convert an official MP3D checkpoint into the layout of this '
-        "plugin's MP3D FPN", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('src', help='official MP3D checkpoint (mmdet 2.x) or state dict')
-    parser.add_argument('dst', help='output checkpoint (its folder is created)')
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--num-slices', type=int, default=None,
                         help="slice count of the target detector (odd); default: the file's")
     parser.add_argument('--num-classes', type=int, default=None,
                         help="classes of the target detector; default: the file's")
-    return parser.parse_args(argv)
+
+
+def _convert(args: argparse.Namespace) -> 'ConversionReport':
+    from mp3d_mmdet.converters import convert_official_checkpoint
+    return convert_official_checkpoint(args.src, args.dst, args.num_slices, args.num_classes)
+
+
+COMMAND = ConverterCommand(
+    prog=PROG, description='Convert an official MP3D checkpoint into the layout of this '
+    "plugin's MP3D FPN", src_help='official MP3D checkpoint (mmdet 2.x) or state dict',
+    add_options=_add_options, convert=_convert, source_label=lambda report: 'official MP3D')
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    return COMMAND.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the conversion and print its table; returns the exit status (0, or 1 after a
-    one-line error)."""
-    args = parse_args(argv)
-    from mp3d_mmdet.converters import convert_official_checkpoint
-    try:
-        report = convert_official_checkpoint(args.src, args.dst, args.num_slices,
-                                             args.num_classes)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 1
-    classes = f', {report.num_classes} classes' if report.num_classes is not None else ''
-    print(f'{args.src}: official MP3D, GTM slices {report.source_num_slices}{classes} -> '
-          f'{args.dst}: {report.num_slices} slices')
-    print(report.table())
-    return 0
+    """Run the conversion and print its table; returns the exit status."""
+    return COMMAND.main(argv)
 
 
 if __name__ == '__main__':
