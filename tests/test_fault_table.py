@@ -106,7 +106,7 @@ def test_row1_nifti_with_nan_voxels(detect, capsys, tmp_path, suffix):
 
 
 def test_row4_full_disk_keeps_the_earlier_results(detect, capsys, tmp_path, monkeypatch):
-    from mp3d_mmdet.volume import volume_outputs as outputs
+    from mp3d_mmdet.volume.outputs import writer as outputs
     run, cfg, ckpt, volume = detect
     args = [volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out',
             '--score-thr', '0.0']
