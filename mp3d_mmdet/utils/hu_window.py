@@ -44,7 +44,7 @@ def clip_and_scale_hu(hu: np.ndarray,
     Returns:
         np.ndarray: float32 array of the shape of ``hu``, values in ``out_range``.
     """
-    low, scale = _window_offset_and_scale(hu_window, out_range)
+    low, scale = window_offset_and_scale(hu_window, out_range)
     out = np.asarray(hu, dtype=np.float32) - np.float32(low)
     out *= np.float32(scale)
     out += np.float32(out_range[0])
