@@ -136,6 +136,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         read_seconds = time.perf_counter() - start
         for warning in volume.warnings:
             print(f'{PROG}: warning: {warning}', file=sys.stderr)
+        # -- an SR that cannot be written: refused before inference when named, else skipped
+        from mp3d_mmdet.volume.outputs import writable_output_formats
+        try:
+            formats, skipped = writable_output_formats(
+                volume, formats, explicit='dicom-sr' in args.formats.lower())
+        except ValueError as error:
+            print(f'{PROG}: error: {error}', file=sys.stderr)
+            return 1
+        if skipped is not None:
+            print(f'{PROG}: warning: {skipped}', file=sys.stderr)
+        # --
         detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
         result = detect_lesions_in_volume(
             volume, detector=detector, batch_size=args.batch_size, score_thr=args.score_thr,
