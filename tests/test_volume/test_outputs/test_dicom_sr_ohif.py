@@ -8,7 +8,6 @@ rectangle: its SR holds the exact 3D regions only, which OHIF does not hydrate.
 Needs Node and ``npm ci`` in ``tools/viewer_checks`` (``tools/setup_env.sh`` does both);
 skipped, said so, where Node cannot be had.
 """
-import json
 import os
 import os.path as osp
 import shutil
@@ -16,6 +15,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from test_volume.viewer_fixtures import hydrate_sr, node_or_skip
 from test_volume.volume_fixtures import make_sitk_image, write_dicom_series
 
 from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, link_slice_detections,
@@ -25,19 +25,7 @@ from mp3d_mmdet.volume import candidate_regions, write_dicom_sr
 pytest.importorskip('highdicom', reason='highdicom not installed (DICOM SR output)')
 pydicom = pytest.importorskip('pydicom')
 
-CHECKS = osp.join(osp.dirname(__file__), '..', '..', '..', 'tools', 'viewer_checks')
-HYDRATE = osp.join(CHECKS, 'hydrate_sr.mjs')
 FRAME_UID = '1.2.826.0.1.3680043.2.1125.77.2'
-
-
-def _node() -> str:
-    node = shutil.which('node') or shutil.which('nodejs')
-    if node is None:
-        pytest.skip('Node.js not installed (tools/setup_env.sh installs Debian nodejs)')
-    if not osp.isdir(osp.join(CHECKS, 'node_modules', '@cornerstonejs', 'adapters')):
-        pytest.skip('tools/viewer_checks/node_modules missing: run tools/setup_env.sh '
-                    '(npm ci there)')
-    return node
 
 
 def _rotation(axis: int, angle: float) -> np.ndarray:
@@ -89,13 +77,6 @@ def _series_result(folder: str, direction: np.ndarray, frame_of_reference: bool 
                                  model=dict(config='cfg.py', checkpoint='ckpt.pth'))
 
 
-def _hydrate(node: str, sr_path: str, folder: str) -> dict:
-    run = subprocess.run([node, HYDRATE, sr_path, folder], capture_output=True, text=True,
-                         timeout=120, cwd=CHECKS)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return json.loads(run.stdout)
-
-
 def _image_on_plane(folder: str, point: np.ndarray) -> str:
     """SOP Instance UID of the file whose image plane contains ``point`` (LPS mm)."""
     found = []
@@ -114,7 +95,7 @@ def _image_on_plane(folder: str, point: np.ndarray) -> str:
                          [('axial', True), ('oblique', True), ('axial', False)])
 def test_every_candidate_hydrates_as_rectangles_on_its_images(tmp_path, kind,
                                                               frame_of_reference):
-    node = _node()
+    node = node_or_skip()
     folder = str(tmp_path / 'series')
     result = _series_result(folder, SERIES[kind], frame_of_reference)
     assert not result.volume.reoriented
@@ -123,7 +104,7 @@ def test_every_candidate_hydrates_as_rectangles_on_its_images(tmp_path, kind,
     if shutil.which('dciodvfy'):
         run = subprocess.run(['dciodvfy', sr_path], capture_output=True, text=True, timeout=60)
         assert 'Error' not in run.stdout + run.stderr, run.stdout + run.stderr
-    hydrated = _hydrate(node, sr_path, folder)
+    hydrated = hydrate_sr(node, sr_path, folder)
     assert hydrated['warnings'] == []
     annotations = hydrated['annotations']
     assert {a['toolName'] for a in annotations} == {'RectangleROI'}
@@ -149,11 +130,11 @@ def test_every_candidate_hydrates_as_rectangles_on_its_images(tmp_path, kind,
 
 
 def test_coronal_series_has_only_3d_regions_which_ohif_does_not_hydrate(tmp_path):
-    node = _node()
+    node = node_or_skip()
     folder = str(tmp_path / 'series')
     result = _series_result(folder, SERIES['coronal'])
     assert result.volume.reoriented and result.candidates
     sr_path = str(tmp_path / 'lesions_sr.dcm')
     write_dicom_sr(result, sr_path)
-    hydrated = _hydrate(node, sr_path, folder)
+    hydrated = hydrate_sr(node, sr_path, folder)
     assert hydrated == {'annotations': [], 'warnings': []}
