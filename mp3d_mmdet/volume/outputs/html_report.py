@@ -16,6 +16,10 @@ side files): inline CSS and JavaScript, the slices embedded as base64 JPEG image
   slices, long / short axis and size in mm, centre in LPS mm), sorted by a click on a
   header (a second click reverses); a click on a row (or Enter on it, or a click on a box in
   the image) selects that candidate and shows its best slice;
+* display controls: show/hide the boxes (``#show-boxes``) and their labels
+  (``#show-labels``), and a score threshold slider (``#score-thr``, 0-1): candidates whose
+  highest score is below it are neither drawn nor listed (their table rows get the class
+  ``below-thr``);
 * the run's metadata: input path, format, DICOM series, stored and axial-grid geometry,
   model (config, checkpoint, device, ...), detector score threshold, linking settings,
   warnings and timings.
@@ -330,6 +334,12 @@ def render_html_report(result: VolumeDetectionResult,
 <button id="next" type="button" title="next slice">&#9654;</button>
 <span>slice <b id="slice-number">0</b> / {num_slices - 1} &middot; z <span id="slice-z"></span>
  mm</span>
+</div>
+<div class="controls" id="display">
+<label><input type="checkbox" id="show-boxes" checked> boxes</label>
+<label><input type="checkbox" id="show-labels" checked> labels</label>
+<label>score &ge; <input id="score-thr" type="range" min="0" max="1" step="0.01" value="0"
+ aria-label="lowest score shown"> <b id="score-thr-value">0.00</b></label>
 </div>
 <div class="slice-info" id="on-slice"></div>
 <div class="hint">Scroll: mouse wheel on the image, arrow keys, Page Up/Down, Home/End.
