@@ -508,3 +508,24 @@ def test_hiding_boxes_labels_and_the_score_threshold(page, case):
     assert listed == ['1']  # 0.95; candidate 3 scores 0.55
     _set_display(page, 'score-thr', '0.5')
     assert _mask(page.screenshot('#view'), BOX_RGB).sum() == with_labels
+
+
+def test_table_fits_1366_px(page, case):
+    """At 1366 px the candidate table sits beside the view without a cut column."""
+    _, _, report = case
+    page.call('Emulation.setDeviceMetricsOverride', width=1366, height=800,
+              deviceScaleFactor=1, mobile=False)
+    try:
+        page.open(report)
+        _shown(page)
+        scroll_width, client_width, right, view_right = page.js(
+            "(() => { const s = document.querySelector('.scroll'); "
+            "const t = document.getElementById('candidates'); "
+            "return [s.scrollWidth, s.clientWidth, t.getBoundingClientRect().right, "
+            "document.getElementById('view').getBoundingClientRect().right]; })()")
+        assert scroll_width <= client_width and right <= 1366
+        assert view_right < page.js("document.getElementById('candidates')"
+                                    '.getBoundingClientRect().left')  # beside, not below
+    finally:
+        page.call('Emulation.setDeviceMetricsOverride', width=1400, height=1000,
+                  deviceScaleFactor=1, mobile=False)
