@@ -8,7 +8,10 @@
 # (DICOM SR output), pytest (with pytest-xdist) and this plugin in editable mode, then verifies
 # that mmcv's compiled ops run. Where the machine allows it (root and apt-get), it also installs
 # the Debian packages the viewer-file tests use: chromium (the HTML report rendered headless)
-# and dicom3tools (dciodvfy checks the DICOM SR); elsewhere those tests are skipped, said so.
+# and dicom3tools (dciodvfy checks the DICOM SR), and Node.js with npm (Debian nodejs, npm),
+# whose npm ci installs the pinned @cornerstonejs/adapters, core, tools and dcmjs into
+# tools/viewer_checks/node_modules (git-ignored: the SR read as OHIF reads it); elsewhere
+# those tests are skipped, said so.
 # Idempotent: on a ready environment it only re-verifies (a few seconds).
 #
 # Environment variables (all optional):
@@ -40,7 +43,8 @@ STACK=(
   'highdicom==0.28.2' 'pydicom==3.0.2' 'pyjpegls==1.4.0'
 )
 # Debian packages of the viewer-file tests: command -> package
-SYSTEM_TOOLS=(chromium:chromium dciodvfy:dicom3tools)
+SYSTEM_TOOLS=(chromium:chromium dciodvfy:dicom3tools node:nodejs npm:npm)
+VIEWER_CHECKS="$REPO/tools/viewer_checks"  # package.json + package-lock.json of the Node checks
 
 STEP='start'
 step() { STEP="$1"; echo "==> [setup_env] $1"; }
@@ -91,7 +95,24 @@ system_tools() {
        "that render the HTML report or validate the DICOM SR with them are skipped"
 }
 
+# The Node packages of the viewer checks, exactly as package-lock.json pins them; re-installed
+# only when the lock file changed since the last install.
+viewer_checks_node() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "==> [setup_env] note: node/npm not found; the test that reads the DICOM SR as OHIF" \
+         "does (tools/viewer_checks) is skipped"
+    return 0
+  fi
+  local installed="$VIEWER_CHECKS/node_modules/.package-lock.json"
+  if [[ -f "$installed" && "$installed" -nt "$VIEWER_CHECKS/package-lock.json" ]]; then
+    return 0
+  fi
+  step "install the Node packages of the viewer checks (npm ci in $VIEWER_CHECKS)"
+  (cd "$VIEWER_CHECKS" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 system_tools
+viewer_checks_node
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(fingerprint)" ]]; then
   step "environment at $VENV is up to date; verifying"
   verify

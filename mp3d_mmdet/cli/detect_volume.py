@@ -71,7 +71,7 @@ def detect_volume(args: argparse.Namespace) -> None:
     from mp3d_mmdet.volume import (VolumeLesionDetector, detect_lesions_in_volume,
                                    load_inference_config, parse_output_formats,
                                    prepare_volume_output_dir, read_ct_volume,
-                                   write_volume_outputs)
+                                   writable_output_formats, write_volume_outputs)
     try:  # before any inference: an unusable --out or --formats fails at once
         formats = parse_output_formats(args.formats, is_dicom=osp.isdir(args.input))
         staged = prepare_volume_output_dir(args.out, args.overwrite, option='--out')
@@ -84,6 +84,12 @@ def detect_volume(args: argparse.Namespace) -> None:
         read_seconds = time.perf_counter() - start
         for warning in volume.warnings:
             warn(PROG, warning)
+        # an SR that cannot be written: refused before inference when asked for by name,
+        # otherwise skipped with one warning (ValueError: one line, exit 1)
+        formats, skipped = writable_output_formats(volume, formats,
+                                                   explicit='dicom-sr' in args.formats.lower())
+        if skipped is not None:
+            warn(PROG, skipped)
         detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
         result = detect_lesions_in_volume(
             volume, detector=detector, batch_size=args.batch_size, score_thr=args.score_thr,

@@ -1,10 +1,16 @@
 """A detection result on an oblique, permuted and flipped scan with a non-trivial origin, for
-the writers of viewer files (regions, Slicer markups, label maps)."""
+the writers of viewer files (regions, Slicer markups, label maps); the DICOM SR read as OHIF
+reads it (Node and ``tools/viewer_checks``)."""
+import json
 import math
+import os.path as osp
+import shutil
+import subprocess
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
-from test_volume.volume_fixtures import make_sitk_image
+from test_volume.volume_fixtures import REPO, make_sitk_image
 
 from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, link_slice_detections,
                              measure_lesion_candidates, read_ct_volume)
@@ -54,3 +60,30 @@ def expected_original_corners(result: VolumeDetectionResult, box_index: np.ndarr
     lo, hi = box_index[:3], box_index[3:]
     bits = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=bool)
     return result.volume.to_original_index(np.where(bits, hi, lo))
+
+
+#: The Node checks of the viewer files (package.json, package-lock.json, hydrate_sr.mjs).
+VIEWER_CHECKS = osp.join(REPO, 'tools', 'viewer_checks')
+
+
+def node_or_skip() -> str:
+    """The Node.js executable, skipping the test (with the reason) where Node or the pinned
+    packages of :data:`VIEWER_CHECKS` cannot be had."""
+    node = shutil.which('node') or shutil.which('nodejs')
+    if node is None:
+        pytest.skip('Node.js not installed (tools/setup_env.sh installs Debian nodejs)')
+    if not osp.isdir(osp.join(VIEWER_CHECKS, 'node_modules', '@cornerstonejs', 'adapters')):
+        pytest.skip('tools/viewer_checks/node_modules missing: run tools/setup_env.sh '
+                    '(npm ci there)')
+    return node
+
+
+def hydrate_sr(node: str, sr_path: str, series_folder: str) -> dict:
+    """What ``@cornerstonejs/adapters`` (OHIF) hydrate from an SR: ``hydrate_sr.mjs``'s JSON,
+    ``{'annotations': [{toolName, sopInstanceUID, referencedImageId, label, points}],
+    'warnings': [...]}``."""
+    run = subprocess.run([node, osp.join(VIEWER_CHECKS, 'hydrate_sr.mjs'), sr_path,
+                          series_folder], capture_output=True, text=True, timeout=120,
+                         cwd=VIEWER_CHECKS)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout)

@@ -3,10 +3,13 @@ from .regions import CandidateRegion, candidate_box_3d, candidate_regions
 from .writer import (LESION_CSV_COLUMNS, OUTPUT_FORMATS, VOLUME_OUTPUT_ENTRIES,
                      default_output_formats, detections_to_dict, parse_output_formats,
                      prepare_volume_output_dir, write_candidate_overlays, write_detections_json,
-                     write_lesions_csv, write_viewer_files, write_volume_outputs)
+                     write_lesions_csv, write_viewer_files, write_volume_outputs,
+                     writable_output_formats)
 from .slicer_markups import SLICER_MARKUPS_SCHEMA, slicer_markups, write_slicer_markups
-from .label_map import candidate_label_array, label_map_image, write_label_map
-from .dicom_sr import SR_SERIES_NUMBER, build_dicom_sr, read_source_series, write_dicom_sr
+from .label_map import (LABEL_COLORS, candidate_label_array, itksnap_label_descriptions,
+                        label_color, label_map_image, slicer_color_table, write_label_map)
+from .dicom_sr import (CORNERSTONE_RECTANGLE, SR_SERIES_NUMBER, build_dicom_sr, dicom_sr_problem,
+                       read_source_series, write_dicom_sr)
 from .html_report import (BOX_RGB, HtmlIndexEntry, JPEG_QUALITY, MAX_SLICE_SIDE, SELECTED_RGB,
                           encode_report_slices, render_html_index, render_html_report,
                           write_html_index, write_html_report)
@@ -20,5 +23,7 @@ __all__ = [
     'label_map_image', 'write_label_map', 'write_dicom_sr', 'build_dicom_sr', 'read_source_series',
     'SR_SERIES_NUMBER', 'MAX_SLICE_SIDE', 'JPEG_QUALITY', 'BOX_RGB', 'SELECTED_RGB',
     'HtmlIndexEntry', 'encode_report_slices', 'render_html_report', 'write_html_report',
-    'render_html_index', 'write_html_index'
+    'render_html_index', 'write_html_index', 'writable_output_formats', 'CORNERSTONE_RECTANGLE',
+    'dicom_sr_problem', 'LABEL_COLORS', 'label_color', 'slicer_color_table',
+    'itksnap_label_descriptions'
 ]

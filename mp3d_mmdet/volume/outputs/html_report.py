@@ -13,9 +13,14 @@ side files): inline CSS and JavaScript, the slices embedded as base64 JPEG image
   (:attr:`CandidateRegion.slice_boxes`), colour :data:`BOX_RGB`; the selected candidate in
   :data:`SELECTED_RGB`;
 * a table of the candidates (id, max / mean score, first-last slice, best slice, number of
-  slices, long / short axis and size in mm, centre in LPS mm), sorted by a click on a
+  slices, the best-slice box's long x short sides and the 3D box's x x y x z extent in mm,
+  centre in LPS mm; it fits a 1366 px wide window beside the 640 px view), sorted by a click on a
   header (a second click reverses); a click on a row (or Enter on it, or a click on a box in
   the image) selects that candidate and shows its best slice;
+* display controls: show/hide the boxes (``#show-boxes``) and their labels
+  (``#show-labels``), and a score threshold slider (``#score-thr``, 0-1): candidates whose
+  highest score is below it are neither drawn nor listed (their table rows get the class
+  ``below-thr``);
 * the run's metadata: input path, format, DICOM series, stored and axial-grid geometry,
   model (config, checkpoint, device, ...), detector score threshold, linking settings,
   warnings and timings.
@@ -212,10 +217,11 @@ _CANDIDATE_COLUMNS = (
     ('Mean', 'num', 'desc', 'mean per-slice score'),
     ('Slices', 'num', 'asc', 'first - last axial slice'),
     ('Best', 'num', 'asc', 'slice of the highest score'),
-    ('# slices', 'num', 'desc', 'last - first + 1'),
-    ('Long (mm)', 'num', 'desc', 'long axis of the best-slice box (box extent)'),
-    ('Short (mm)', 'num', 'desc', 'short axis of the best-slice box (box extent)'),
-    ('Size (mm)', 'num', 'desc', '3D box extent x, y, z (sorted by volume)'),
+    ('N', 'num', 'desc', 'number of slices: last - first + 1'),
+    ('Best-slice box (mm)', 'num', 'desc', 'long x short side of the box on the best slice '
+     '(in-plane box extent, not RECIST; sorted by the long side)'),
+    ('3D box (mm)', 'num', 'desc', 'extent x, y, z of the box over all its slices (sorted by '
+     'volume)'),
     ('Centre LPS (mm)', None, None, 'centre of the 3D box, physical LPS mm'),
 )
 
@@ -244,9 +250,9 @@ def _candidate_rows_html(regions: Sequence[CandidateRegion]) -> str:
             (_num_attr(r.best_slice), str(int(r.best_slice))),
             (_num_attr(r.last_slice - r.first_slice + 1),
              str(int(r.last_slice - r.first_slice + 1))),
-            (_num_attr(r.long_axis_mm), _fmt(float(r.long_axis_mm), 1)),
-            (_num_attr(r.short_axis_mm), _fmt(float(r.short_axis_mm), 1)),
-            (_num_attr(float(np.prod(size))), ' x '.join(f'{v:.1f}' for v in size)),
+            (_num_attr(r.long_axis_mm),
+             f'{_fmt(float(r.long_axis_mm), 1)} &times; {_fmt(float(r.short_axis_mm), 1)}'),
+            (_num_attr(float(np.prod(size))), ' &times; '.join(f'{v:.1f}' for v in size)),
             (None, _e(_fmt_vector(r.center_lps_mm, 1))),
         ]
         tds = ''.join(f'<td data-value="{v}">{t}</td>' if v is not None else f'<td>{t}</td>'
@@ -331,12 +337,21 @@ def render_html_report(result: VolumeDetectionResult,
 <span>slice <b id="slice-number">0</b> / {num_slices - 1} &middot; z <span id="slice-z"></span>
  mm</span>
 </div>
+<div class="controls" id="display">
+<label><input type="checkbox" id="show-boxes" checked> boxes</label>
+<label><input type="checkbox" id="show-labels" checked> labels</label>
+<label>score &ge; <input id="score-thr" type="range" min="0" max="1" step="0.01" value="0"
+ aria-label="lowest score shown"> <b id="score-thr-value">0.00</b></label>
+</div>
 <div class="slice-info" id="on-slice"></div>
 <div class="hint">Scroll: mouse wheel on the image, arrow keys, Page Up/Down, Home/End.
  Window W 400 / L 40. Click a row or a box to select a candidate.</div>
 </div>
 <div class="side">
 <h2>Candidates ({len(regions)})</h2>
+<p class="sizes">Best-slice box: the sides of the candidate's box on its best slice (long
+&times; short); 3D box: the box over all its slices (x &times; y &times; z). Box extents, not
+RECIST diameters.</p>
 <div class="scroll"><table id="candidates">{_header_html(_CANDIDATE_COLUMNS)}
 {_candidate_rows_html(regions)}</table></div>
 {_metadata_html(result, len(regions))}

@@ -9,6 +9,10 @@ loads the file):
 * ``orientation``: the 3 x 3 matrix, row by row, whose columns are the box axes in LPS (the
   scan's axial-grid axes, so an oblique scan gets an oblique box);
 * ``size``: the box's full edge lengths along those axes, in mm;
+* ``controlPoints``: one point at the centre (Slicer draws a box ROI only from its control
+  points: with none it sets the size to 0 and renders nothing, and its own ROI files carry
+  one at the centre), labelled ``lesion <id>``, whose ``description`` (the one Slicer shows)
+  gives the score and slices;
 * ``name``: ``lesion <id>``; ``description``: score, slices and sizes.
 
 Loading the scan and the file in Slicer shows the boxes on the lesions; the ROIs are locked
@@ -34,6 +38,12 @@ def _roi(region: CandidateRegion) -> dict:
     description = (f'score {region.score:.3f} (mean {region.mean_score:.3f}); slices '
                    f'{region.first_slice}-{region.last_slice} (best {region.best_slice}); '
                    f'{region.long_axis_mm:.1f} x {region.short_axis_mm:.1f} mm in-plane')
+    center = [round(float(v), 4) for v in region.center_lps_mm]
+    point = {
+        'id': '1', 'label': f'lesion {region.candidate_id}', 'description': description,
+        'associatedNodeID': '', 'position': center,
+        'orientation': [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0],  # Slicer's: RAS axes
+        'selected': True, 'locked': True, 'visibility': True, 'positionStatus': 'defined'}
     return {
         'type': 'ROI',
         'name': f'lesion {region.candidate_id}',
@@ -43,10 +53,10 @@ def _roi(region: CandidateRegion) -> dict:
         'locked': True,
         'roiType': 'Box',
         'insideOut': False,
-        'center': [round(float(v), 4) for v in region.center_lps_mm],
+        'center': center,
         'orientation': [round(float(v), 8) for v in np.asarray(region.axes_lps).reshape(-1)],
         'size': [round(float(v), 4) for v in region.size_mm],
-        'controlPoints': [],
+        'controlPoints': [point],
         'measurements': [],
         'display': {'visibility': True, 'propertiesLabelVisibility': True},
     }

@@ -41,6 +41,7 @@ import json
 import os
 import os.path as osp
 import re
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -49,21 +50,24 @@ from ...utils.safe_files import StagedOutputDir, atomic_imwrite, atomic_write
 from ...utils.hu_window import SOFT_TISSUE_WINDOW
 from ...visualization import draw_lesion_overlay
 from .regions import candidate_regions
-from .dicom_sr import write_dicom_sr
+from .dicom_sr import dicom_sr_problem, write_dicom_sr
 from .html_report import write_html_report
 from .label_map import write_label_map
 from .slicer_markups import write_slicer_markups
 from ..inference.detection import VolumeDetectionResult
+from ..io.ct_volume import CTVolume
 
 __all__ = ['LESION_CSV_COLUMNS', 'VOLUME_OUTPUT_ENTRIES', 'OUTPUT_FORMATS',
            'default_output_formats', 'parse_output_formats', 'detections_to_dict',
            'write_detections_json', 'write_lesions_csv', 'write_candidate_overlays',
-           'write_viewer_files', 'prepare_volume_output_dir', 'write_volume_outputs']
+           'write_viewer_files', 'prepare_volume_output_dir', 'write_volume_outputs',
+           'writable_output_formats']
 
 #: The viewer formats on request -> the files each writes into the result folder.
 OUTPUT_FORMATS: Dict[str, Tuple[str, ...]] = {
     'slicer': ('lesions.mrk.json', ),
-    'nifti': ('lesion_labels.nii.gz', 'lesion_labels.json'),
+    'nifti': ('lesion_labels.nii.gz', 'lesion_labels.json', 'lesion_labels.ctbl',
+              'lesion_labels_itksnap.txt'),
     'dicom-sr': ('lesions_sr.dcm', ),
     'html': ('report.html', ),
 }
@@ -106,6 +110,36 @@ def parse_output_formats(text: str, is_dicom: bool, option: str = '--formats') -
         raise ValueError(f'{option}: dicom-sr needs a DICOM series as input (a folder of DICOM '
                          'files); the input is not one')
     return tuple(name for name in OUTPUT_FORMATS if name in names)
+
+
+def writable_output_formats(volume: CTVolume, formats: Sequence[str],
+                            explicit: bool = False) -> Tuple[Tuple[str, ...], Optional[str]]:
+    """The formats that can be written for a volume, checked before inference.
+
+    Only ``'dicom-sr'`` can be impossible (:func:`~.dicom_sources.dicom_sr_problem`: e.g. a
+    reoriented series without FrameOfReferenceUID).
+
+    Args:
+        volume: the input, as read.
+        formats: the formats asked for.
+        explicit: whether the user named ``'dicom-sr'`` (not only ``'all'``).
+
+    Returns:
+        tuple: the formats without an impossible ``'dicom-sr'``, and the one-line warning
+        saying it is skipped (None when nothing is).
+
+    Raises:
+        ValueError: ``explicit`` and the SR cannot be written (the reason, one line).
+    """
+    if 'dicom-sr' not in formats:
+        return tuple(formats), None
+    problem = dicom_sr_problem(volume)
+    if problem is None:
+        return tuple(formats), None
+    if explicit:
+        raise ValueError(f'dicom-sr cannot be written: {problem}')
+    return (tuple(name for name in formats if name != 'dicom-sr'),
+            f'no DICOM SR written: {problem}')
 
 
 LESION_CSV_COLUMNS = (
@@ -259,6 +293,16 @@ def write_candidate_overlays(result: VolumeDetectionResult, out_dir: str, top_k:
     return written
 
 
+def _drop_unwritable(result: VolumeDetectionResult, formats: Sequence[str]) -> Tuple[str, ...]:
+    """``formats`` without an SR that cannot be written, said once (``result.warnings`` and
+    a :class:`UserWarning`)."""
+    formats, skipped = writable_output_formats(result.volume, formats)
+    if skipped is not None:
+        result.warnings.append(skipped)
+        warnings.warn(skipped, stacklevel=3)
+    return formats
+
+
 def write_viewer_files(result: VolumeDetectionResult, out_dir: str,
                        formats: Sequence[str], label_score_thr: float = 0.0) -> Dict[str, str]:
     """Write the requested viewer files (:data:`OUTPUT_FORMATS`) into a folder.
@@ -271,16 +315,23 @@ def write_viewer_files(result: VolumeDetectionResult, out_dir: str,
             this.
 
     Returns:
-        dict[str, str]: format -> its (first) file.
+        dict[str, str]: format -> its (first) file, for the formats written: a DICOM SR
+        that cannot be written (:func:`writable_output_formats`) is skipped with one
+        warning (added to ``result.warnings`` and issued as a :class:`UserWarning`), so that
+        a finished inference is never lost to an optional file.
     """
+    formats = _drop_unwritable(result, formats)
     regions = candidate_regions(result)
     paths = {name: osp.join(out_dir, OUTPUT_FORMATS[name][0]) for name in formats}
     for name in formats:
         if name == 'slicer':
             write_slicer_markups(result, paths[name], regions)
         elif name == 'nifti':
-            write_label_map(result, paths[name], osp.join(out_dir, OUTPUT_FORMATS[name][1]),
-                            label_score_thr, [r for r in regions if r.score >= label_score_thr])
+            legend, slicer_table, itksnap = (osp.join(out_dir, file_name)
+                                             for file_name in OUTPUT_FORMATS[name][1:])
+            write_label_map(result, paths[name], legend, label_score_thr,
+                            [r for r in regions if r.score >= label_score_thr],
+                            slicer_table, itksnap)
         elif name == 'dicom-sr':
             write_dicom_sr(result, paths[name], regions)
         elif name == 'html':
@@ -314,7 +365,8 @@ def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, Stag
         label_score_thr (float): see :func:`write_viewer_files`.
 
     Returns:
-        dict[str, str]: ``json``, ``csv``, ``overlays`` and each format -> paths written.
+        dict[str, str]: ``json``, ``csv``, ``overlays`` and each format written -> paths
+        (an SR that cannot be written is skipped: :func:`write_viewer_files`).
 
     Raises:
         ValueError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``, or
@@ -322,6 +374,7 @@ def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, Stag
     """
     staged = out_dir if isinstance(out_dir, StagedOutputDir) else prepare_volume_output_dir(
         out_dir, overwrite)
+    formats = _drop_unwritable(result, formats)  # before detections.json, which lists warnings
     with staged:
         overlays = write_candidate_overlays(result, osp.join(staged.path, 'overlays'),
                                             top_k_overlays)

@@ -18,7 +18,9 @@ from mp3d_mmdet import __version__
 from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, link_slice_detections,
                              measure_lesion_candidates, read_ct_volume)
 from mp3d_mmdet.volume import CandidateRegion, candidate_regions
-from mp3d_mmdet.volume import build_dicom_sr, write_dicom_sr
+from mp3d_mmdet.volume import build_dicom_sr, write_dicom_sr, write_volume_outputs
+from mp3d_mmdet.volume.outputs import (CORNERSTONE_RECTANGLE, dicom_sr_problem,
+                                       writable_output_formats)
 
 hd = pytest.importorskip('highdicom', reason='highdicom not installed (DICOM SR output)')
 pydicom = pytest.importorskip('pydicom')
@@ -190,6 +192,11 @@ def _groups(sr):
     return volumetric, planar
 
 
+def _image_groups(sr):
+    """The TID 1501 groups (the 2D rectangles for OHIF)."""
+    return hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_image_measurement_groups()
+
+
 def _value(group, code, derivation=None):
     found = [m for m in group.get_measurements(name=code)
              if derivation is None or m.derivation == derivation]
@@ -338,19 +345,66 @@ def test_non_dicom_input_is_refused(tmp_path):
     assert not os.path.exists(out)
 
 
-def test_series_without_frame_of_reference_is_refused(tmp_path):
+def _series_without_frame_of_reference(folder, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)):
     hu = np.full((3, 12, 10), 40, np.int16)
-    folder = str(tmp_path / 'nofor')
-    for path in write_dicom_series(make_sitk_image(hu, (0.8, 0.8, 2.5)), folder):
+    for path in write_dicom_series(make_sitk_image(hu, (0.8, 0.8, 2.5), direction=direction),
+                                   folder):
         dataset = pydicom.dcmread(path)
         del dataset.FrameOfReferenceUID
         dataset.save_as(path)
     volume = read_ct_volume(folder)
-    result = VolumeDetectionResult(volume=volume, detections=None, candidates=[], linking={},
-                                   model={})
-    with pytest.raises(ValueError, match='has no FrameOfReferenceUID'):
+    boxes = [np.zeros((0, 4), np.float32) for _ in range(volume.num_slices)]
+    scores = [np.zeros(0, np.float32) for _ in range(volume.num_slices)]
+    boxes[1], scores[1] = np.array([[2, 3, 6, 8]], np.float32), np.array([0.9], np.float32)
+    detections = SliceDetections(boxes, scores, list(range(volume.num_slices)), 0.5, 'rule',
+                                 (10, 12), (0.8, 0.8), 0)
+    return VolumeDetectionResult(
+        volume=volume, detections=detections, linking={}, model={},
+        candidates=measure_lesion_candidates(link_slice_detections(boxes, scores),
+                                             volume.geometry, volume.original_geometry))
+
+
+def test_series_without_frame_of_reference_gets_the_2d_groups_only(tmp_path):
+    result = _series_without_frame_of_reference(str(tmp_path / 'nofor'))
+    assert dicom_sr_problem(result.volume) is None
+    path = str(tmp_path / 'sr.dcm')
+    write_dicom_sr(result, path)
+    sr = hd.sr.srread(path)
+    assert _groups(sr) == ([], [])
+    (group, ) = _image_groups(sr)
+    assert group.tracking_identifier == CORNERSTONE_RECTANGLE
+    if shutil.which('dciodvfy'):
+        run = subprocess.run(['dciodvfy', path], capture_output=True, text=True, timeout=60)
+        assert 'Error' not in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+def test_reoriented_series_without_frame_of_reference_is_refused(tmp_path):
+    """Stored coronally and without a frame of reference: neither 3D coordinates nor a
+    source image for an axial rectangle."""
+    folder = str(tmp_path / 'nofor')
+    result = _series_without_frame_of_reference(folder, (1, 0, 0, 0, 0, 1, 0, -1, 0))
+    assert result.volume.reoriented
+    problem = dicom_sr_problem(result.volume)
+    assert problem == (f'{folder}: series {result.volume.dicom_series_uid} has no '
+                       'FrameOfReferenceUID (0020,0052) and is not stored as axial slices: '
+                       'the SR has neither 3D patient coordinates nor source images to draw on')
+    with pytest.raises(ValueError) as error:
         write_dicom_sr(result, str(tmp_path / 'sr.dcm'))
+    assert str(error.value) == problem
     assert os.listdir(tmp_path) == ['nofor']
+    # asked for explicitly: refused (before inference, by the CLI); by default: skipped
+    with pytest.raises(ValueError, match='^dicom-sr cannot be written: '):
+        writable_output_formats(result.volume, ('slicer', 'dicom-sr'), explicit=True)
+    assert writable_output_formats(result.volume, ('slicer', 'dicom-sr')) == (
+        ('slicer', ), f'no DICOM SR written: {problem}')
+    # the writers never lose a finished inference to it: one warning, every other file
+    with pytest.warns(UserWarning) as caught:
+        paths = write_volume_outputs(result, str(tmp_path / 'out'), top_k_overlays=0,
+                                     formats=('slicer', 'dicom-sr'))
+    assert [str(w.message) for w in caught] == [f'no DICOM SR written: {problem}']
+    assert 'dicom-sr' not in paths and os.path.isfile(paths['slicer'])
+    assert not os.path.exists(str(tmp_path / 'out' / 'lesions_sr.dcm'))
+    assert result.warnings[-1] == f'no DICOM SR written: {problem}'
 
 
 def test_minimal_source_series_other_files_and_series(tmp_path):
@@ -384,13 +438,33 @@ def test_minimal_source_series_other_files_and_series(tmp_path):
     expected = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in read_paths}
     assert {item.ReferencedSOPInstanceUID for item in series.ReferencedSOPSequence} == expected
     # the candidate lies on axial slice 1 = stored slice 1 (not reoriented)
-    assert _library_uids(sr) == {
-        pydicom.dcmread(read_paths[1], stop_before_pixels=True).SOPInstanceUID}
+    first = pydicom.dcmread(read_paths[1], stop_before_pixels=True)
+    assert _library_uids(sr) == {first.SOPInstanceUID}
     assert sr.PatientID == '' and sr.StudyID == ''
     (group, ) = _groups(sr)[1]
     np.testing.assert_allclose(volume.geometry.physical_to_index(group.roi.value),
                                [[2, 3, 1], [6, 3, 1], [6, 8, 1], [2, 8, 1], [2, 3, 1]],
                                atol=1e-3)
+    # and as a 2D rectangle on that image, (column, row) = index + 0.5, under each
+    # measurement (where the adapters OHIF uses look for it)
+    (group, ) = _image_groups(sr)
+    assert group.tracking_identifier == CORNERSTONE_RECTANGLE
+    measurements = group.get_measurements()
+    assert [m.name.meaning for m in measurements] == ['Long axis', 'Short axis'] + [
+        'Certainty of Finding'] * 2
+    assert [m.value for m in measurements[:2]] == pytest.approx([5 * 0.8, 4 * 0.8])
+    for measurement in measurements:
+        (scoord, ) = [item for item in measurement[0].ContentSequence
+                      if item.ValueType == 'SCOORD']
+        assert scoord.GraphicType == 'POLYLINE'
+        np.testing.assert_allclose(np.reshape(scoord.GraphicData, (-1, 2)),
+                                   [[2.5, 3.5], [6.5, 3.5], [6.5, 8.5], [2.5, 8.5], [2.5, 3.5]],
+                                   atol=1e-4)
+        (image, ) = scoord.ContentSequence
+        assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
+    (comment, ) = [item for item in group[0].ContentSequence if item.ValueType == 'TEXT'
+                   and item.ConceptNameCodeSequence[0].CodeMeaning == 'Comment']
+    assert comment.TextValue == 'Lesion candidate 1 score 0.90 slice 1 (1-1)'
     if shutil.which('dciodvfy'):
         run = subprocess.run(['dciodvfy', path], capture_output=True, text=True, timeout=60)
         assert 'Error' not in run.stdout + run.stderr, run.stdout + run.stderr

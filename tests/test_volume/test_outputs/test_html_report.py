@@ -463,3 +463,69 @@ def test_index_page_sorting(page, tmp_path):
     assert _row_ids(page, 'volumes') == ['c', 'b', 'a']
     assert page.js('document.querySelector("#volumes a").getAttribute("href")') \
         == 'b/report.html'
+
+
+def _set_display(page, element_id: str, value) -> None:
+    """Set a display control (a checkbox's ``checked`` or a range's ``value``) as a user
+    would, firing its event."""
+    if isinstance(value, bool):
+        page.js(f"(() => {{ const e = document.getElementById('{element_id}'); "
+                f"e.checked = {str(value).lower()}; "
+                "e.dispatchEvent(new Event('change')); })()")
+    else:
+        page.js(f"(() => {{ const e = document.getElementById('{element_id}'); "
+                f"e.value = '{value}'; e.dispatchEvent(new Event('input')); }})()")
+    _shown(page)
+
+
+def test_hiding_boxes_labels_and_the_score_threshold(page, case):
+    _, regions, report = case
+    page.open(report)
+    _go(page, 9)  # candidate 2 (highest score 0.8)
+    width = page.js("document.getElementById('view').clientWidth")
+    scale = (width / WIDTH, width / WIDTH)
+    red = _mask(page.screenshot('#view'), BOX_RGB)
+    assert min(_edge_coverage(red, TRACKS[2][0][9], scale).values()) > 0.9
+    with_labels = red.sum()
+    # labels off: the box stays, its label (red text above it) goes
+    _set_display(page, 'show-labels', False)
+    red = _mask(page.screenshot('#view'), BOX_RGB)
+    assert min(_edge_coverage(red, TRACKS[2][0][9], scale).values()) > 0.9
+    top = int((TRACKS[2][0][9][1] + 0.5) * scale[1])
+    assert not red[:top - 3].any() and red.sum() < with_labels
+    # boxes off: nothing drawn
+    _set_display(page, 'show-boxes', False)
+    assert not _mask(page.screenshot('#view'), BOX_RGB, 60).any()
+    _set_display(page, 'show-boxes', True)
+    _set_display(page, 'show-labels', True)
+    assert _mask(page.screenshot('#view'), BOX_RGB).sum() == with_labels
+    # threshold above candidate 2's score: neither drawn nor listed
+    _set_display(page, 'score-thr', '0.85')
+    assert not _mask(page.screenshot('#view'), BOX_RGB, 60).any()
+    assert page.js("document.getElementById('score-thr-value').textContent") == '0.85'
+    listed = page.js('Array.from(document.querySelectorAll("#candidates tbody tr"))'
+                     '.filter(r => r.offsetParent !== null).map(r => r.dataset.candidate)')
+    assert listed == ['1']  # 0.95; candidate 3 scores 0.55
+    _set_display(page, 'score-thr', '0.5')
+    assert _mask(page.screenshot('#view'), BOX_RGB).sum() == with_labels
+
+
+def test_table_fits_1366_px(page, case):
+    """At 1366 px the candidate table sits beside the view without a cut column."""
+    _, _, report = case
+    page.call('Emulation.setDeviceMetricsOverride', width=1366, height=800,
+              deviceScaleFactor=1, mobile=False)
+    try:
+        page.open(report)
+        _shown(page)
+        scroll_width, client_width, right, view_right = page.js(
+            "(() => { const s = document.querySelector('.scroll'); "
+            "const t = document.getElementById('candidates'); "
+            "return [s.scrollWidth, s.clientWidth, t.getBoundingClientRect().right, "
+            "document.getElementById('view').getBoundingClientRect().right]; })()")
+        assert scroll_width <= client_width and right <= 1366
+        assert view_right < page.js("document.getElementById('candidates')"
+                                    '.getBoundingClientRect().left')  # beside, not below
+    finally:
+        page.call('Emulation.setDeviceMetricsOverride', width=1400, height=1000,
+                  deviceScaleFactor=1, mobile=False)

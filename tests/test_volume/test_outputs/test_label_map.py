@@ -1,6 +1,8 @@
 """The NIfTI label map: on the input file's exact grid, each candidate's voxels labelled with
 its id (oblique, permuted scan with a non-trivial origin), and its legend."""
+import dataclasses
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import SimpleITK as sitk
 from test_volume.viewer_fixtures import oblique_result
 
 from mp3d_mmdet.volume import candidate_label_array, candidate_regions, write_label_map
+from mp3d_mmdet.volume.outputs import LABEL_COLORS
 
 
 def test_the_map_has_the_input_grid_and_labels_the_candidate_voxels(tmp_path):
@@ -41,6 +44,45 @@ def test_the_map_has_the_input_grid_and_labels_the_candidate_voxels(tmp_path):
     assert [entry['label'] for entry in legend['labels']] == [1, 2]
     assert legend['labels'][0]['axial_slices'] == [2, 4] and legend['background'] == 0
     assert legend['label_map'] == 'labels.nii.gz'
+    assert legend['hidden_labels'] == []
+    for entry in legend['labels']:
+        assert entry['voxel_count'] == np.count_nonzero(labels == entry['label']) > 0
+        assert entry['hidden_by_overlap'] is False
+
+
+def test_overlap_hidden_labels_and_colour_tables(tmp_path):
+    """A third, lower-scored region inside candidate 1's box: absent from the map, which the
+    legend says; both colour tables name every label in the legend's colours."""
+    result = oblique_result(str(tmp_path))
+    first, second = candidate_regions(result)
+    inner = dataclasses.replace(first, candidate_id=3, score=0.3,
+                                box_index=first.box_index + np.array([1, 1, 0, -1, -1, 0]))
+    paths = [str(tmp_path / name) for name in
+             ('labels.nii.gz', 'labels.json', 'labels.ctbl', 'labels_itksnap.txt')]
+    write_label_map(result, *paths[:2], regions=[first, second, inner],
+                    slicer_table_path=paths[2], itksnap_path=paths[3])
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(paths[0]))
+    assert set(np.unique(labels)) == {0, 1, 2}
+    legend = json.loads(open(paths[1]).read())
+    assert legend['hidden_labels'] == [3]
+    assert [(e['label'], e['voxel_count'] > 0, e['hidden_by_overlap'])
+            for e in legend['labels']] == [(1, True, False), (2, True, False), (3, False, True)]
+    assert [e['voxel_count'] for e in legend['labels'][:2]] == [
+        np.count_nonzero(labels == 1), np.count_nonzero(labels == 2)]
+    assert (legend['slicer_color_table'], legend['itksnap_label_descriptions']) == (
+        'labels.ctbl', 'labels_itksnap.txt')
+    colours = {e['label']: tuple(e['color_rgb']) for e in legend['labels']}
+    assert colours == {1: LABEL_COLORS[0], 2: LABEL_COLORS[1], 3: LABEL_COLORS[2]}
+    # 3D Slicer colour table: 'index name R G B A', label 0 transparent
+    rows = [line.split() for line in open(paths[2]) if not line.startswith('#')]
+    assert rows[0] == ['0', 'background', '0', '0', '0', '0']
+    assert {int(r[0]): (r[1], tuple(int(v) for v in r[2:5]), r[5]) for r in rows[1:]} == {
+        k: (f'lesion_{k}', colours[k], '255') for k in (1, 2, 3)}
+    # ITK-SNAP: 'IDX R G B A VIS MSH "LABEL"'
+    rows = [shlex.split(line) for line in open(paths[3]) if not line.startswith('#')]
+    assert rows[0] == ['0', '0', '0', '0', '0', '0', '0', 'Clear Label']
+    assert {int(r[0]): (tuple(int(v) for v in r[1:4]), r[7]) for r in rows[1:]} == {
+        k: (colours[k], f'lesion {k}') for k in (1, 2, 3)}
 
 
 def test_score_threshold_and_bad_names(tmp_path):

@@ -29,6 +29,15 @@ def test_rois_round_trip_to_the_candidate_voxels(tmp_path):
         assert (roi['type'], roi['coordinateSystem'], roi['coordinateUnits']) == (
             'ROI', 'LPS', 'mm')
         assert roi['description'].startswith(f'score {region.score:.3f}')
+        # Slicer draws a box ROI from its control point: one, at the centre, whose
+        # description (the one Slicer shows) gives the score and slices
+        (point, ) = roi['controlPoints']
+        np.testing.assert_allclose(point['position'], roi['center'], atol=1e-9)
+        np.testing.assert_allclose(point['position'], region.center_lps_mm, atol=1e-3)
+        assert point['label'] == roi['name']
+        assert point['positionStatus'] == 'defined'
+        assert point['description'] == roi['description']
+        assert f'slices {region.first_slice}-{region.last_slice}' in point['description']
         original = result.volume.original_geometry.physical_to_index(roi_corners(roi))
         np.testing.assert_allclose(original, expected_original_corners(result, region.box_index),
                                    atol=1e-3)

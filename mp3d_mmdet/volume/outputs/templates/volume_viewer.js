@@ -33,6 +33,13 @@
     return images[z];
   }
   var current = -1, selected = null;
+  var showBoxes = document.getElementById('show-boxes');
+  var showLabels = document.getElementById('show-labels');
+  var scoreThr = document.getElementById('score-thr');
+  var scoreThrValue = document.getElementById('score-thr-value');
+  function shown(c) {
+    return c.score === null || c.score >= parseFloat(scoreThr.value);
+  }
   function view(b) {
     var x1 = (b[0] + 0.5) * kx, y1 = (b[1] + 0.5) * ky;
     return [x1, y1, (b[2] + 0.5) * kx - x1, (b[3] + 0.5) * ky - y1];
@@ -43,6 +50,7 @@
     ctx.lineWidth = isSel ? 3 : 2;
     ctx.strokeStyle = rgb(isSel ? data.selected_rgb : data.box_rgb);
     ctx.strokeRect(v[0], v[1], v[2], v[3]);
+    if (!showLabels.checked) return;
     var label = '#' + c.id + ' ' + (c.score === null ? '' : c.score.toFixed(2));
     ctx.font = '12px system-ui, sans-serif';
     var w = ctx.measureText(label).width + 6, h = 15;
@@ -63,7 +71,8 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, cssW, cssH);
     ctx.drawImage(im, 0, 0, cssW, cssH);
-    var here = data.candidates.filter(function (c) { return c.boxes[z]; });
+    var here = showBoxes.checked ? data.candidates.filter(function (c) {
+      return c.boxes[z] && shown(c); }) : [];
     here.sort(function (a, b) { return (a.id === selected) - (b.id === selected); });
     here.forEach(function (c) { drawBox(c, c.boxes[z]); });
     document.body.dataset.rendered = String(z);
@@ -76,7 +85,7 @@
     sliceNumber.textContent = String(z);
     sliceZ.textContent = data.z_mm[z].toFixed(1);
     document.body.dataset.slice = String(z);
-    var here = data.candidates.filter(function (c) { return c.boxes[z]; });
+    var here = data.candidates.filter(function (c) { return c.boxes[z] && shown(c); });
     onSlice.textContent = here.length ? 'On this slice: ' + here.map(function (c) {
       return '#' + c.id; }).join(', ') : '';
     Object.keys(rows).forEach(function (id) {
@@ -101,6 +110,20 @@
       draw();
     }
   }
+  function applyDisplay() {
+    scoreThrValue.textContent = parseFloat(scoreThr.value).toFixed(2);
+    document.body.dataset.scoreThr = scoreThr.value;
+    data.candidates.forEach(function (c) {
+      var row = rows[String(c.id)];
+      if (row) row.classList.toggle('below-thr', !shown(c));
+    });
+    var z = current;
+    current = -1;
+    show(z);
+  }
+  [showBoxes, showLabels].forEach(function (box) {
+    box.addEventListener('change', applyDisplay); });
+  scoreThr.addEventListener('input', applyDisplay);
   slider.addEventListener('input', function () { show(parseInt(slider.value, 10)); });
   document.getElementById('prev').addEventListener('click', function () { show(current - 1); });
   document.getElementById('next').addEventListener('click', function () { show(current + 1); });
@@ -132,7 +155,7 @@
     var x = ev.clientX - r.left, y = ev.clientY - r.top, hit = null;
     data.candidates.forEach(function (c) {
       var b = c.boxes[current];
-      if (!b) return;
+      if (!b || !shown(c) || !showBoxes.checked) return;
       var v = view(b);
       if (x >= v[0] - 3 && x <= v[0] + v[2] + 3 && y >= v[1] - 3 && y <= v[1] + v[3] + 3 &&
           (hit === null || c.score > hit.score)) hit = c;
