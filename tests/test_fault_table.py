@@ -22,6 +22,22 @@ row   case
 13    checkpoint that is a text file / zero bytes / not a detector
 14    absurd spacings (z 1e9 mm, xy 1e-4 mm) in csv or volume
 ====  ===================================================================================
+
+The rows of issue #26 (``test_i26_row<N>_...``), same entry points:
+
+====  ===================================================================================
+row   case
+====  ===================================================================================
+1     official JSON listing one lesion twice (a new annotation id, same image and box)
+2     two image records of one PNG in an official JSON
+3     mp3d-eval-volumes on results with z_offset 0 for volumes named after sub-volumes
+5     a box that is positive in float64 but vanishes in float32 (JSON and csv)
+7     LENS boxes outside their sub-volume's image
+8     --fps repeating a rate (both eval CLIs); protocol-0/1 LENS pickles taken for a csv
+9     protocol 'mp3d' scoring a clipped box instead of the file's
+14    deeply nested JSON (annotations, FROC records); FROC records without a list of
+      images; predictions with instances=5 or pred_instances=None
+====  ===================================================================================
 """
 import dataclasses
 import importlib
@@ -279,7 +295,8 @@ def test_row11_duplicate_csv_row(tmp_path):
     lines = open(osp.join(root, 'DL_info.csv')).read().splitlines()
     with open(osp.join(root, 'DL_info.csv'), 'w') as handle:
         handle.write('\n'.join(lines + [lines[1]]) + '\n')
-    with pytest.raises(ValueError, match=r'DL_info.csv: row 4 repeats row 2 \(same File_name'):
+    with pytest.raises(ValueError, match=r'DL_info.csv: row 4 repeats row 2 \(the same box on '
+                       r'key slice 000001_01_01/005.png\)'):
         _dataset(root)
 
 
@@ -289,3 +306,173 @@ def test_row12_non_utf8_csv(tmp_path):
     open(osp.join(root, 'DL_info.csv'), 'wb').write(data)
     with pytest.raises(ValueError, match=r'DL_info.csv: row 2 is not UTF-8 text \(byte 0xc9'):
         _dataset(root)
+
+
+
+# ------------------------------------------------------------------------- issue #26 rows
+def _cli_error(tool, argv, capsys):
+    """Run ``mp3d-<tool>`` and return its one-line error (asserting exit 1 and one line)."""
+    assert _tool(tool).main([str(a) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'Traceback' not in err, err
+    return err
+
+
+def _predictions(tmp_path, samples):
+    """A `mim test --out` pickle of data-sample dicts."""
+    path = str(tmp_path / 'predictions.pkl')
+    dump([s if isinstance(s, dict) else s.to_dict() for s in samples], path)
+    return path
+
+
+def _official_json(tmp_path, images, annotations):
+    import json
+    path = tmp_path / 'deeplesion_test.json'
+    path.write_text(json.dumps(dict(images=images, annotations=annotations,
+                                    categories=[{'id': 1, 'name': 'Lesion'}])))
+    return str(path)
+
+
+def _image(image_id, file_name='000001_01_01/005.png'):
+    return dict(id=image_id, file_name=file_name, width=64, height=64, spacing=0.8,
+                slice_intv=2.5)
+
+
+def _annotation(ann_id, image_id, bbox=(10.0, 20.0, 20.0, 20.0)):
+    return dict(id=ann_id, image_id=image_id, bbox=list(bbox), category_id=1)
+
+
+@pytest.mark.parametrize('row, images, annotations, message', [
+    (1, [_image(1), _image(2, '000002_01_01/005.png')],
+     [_annotation(1, 1), _annotation(2, 2), _annotation(3, 1)],
+     r'annotations[2] (id 3) repeats annotations[0] (id 1) (the same box on key slice '
+     r'000001_01_01/005.png); each lesion must be listed once'),
+    (2, [_image(1), _image(2)], [_annotation(1, 1), _annotation(2, 2, (30, 30, 5, 5))],
+     "images[1] (id 2): 'file_name' '000001_01_01/005.png' is already the key slice of "
+     'images[0] (id 1); one image record per key slice'),
+    (5, [_image(1)], [_annotation(1, 1, (25.169, 19.0204, 1e-6, 1e-6))],
+     "annotations[0] (id 1): 'bbox' [x, y, w, h] must have w > 0 and h > 0: a box of positive "
+     'width and height (sides of at least 0.01 px between float32 corners'),
+])
+def test_i26_rows_1_2_5_official_json_refused_by_eval_froc(tmp_path, capsys, row, images,
+                                                           annotations, message):
+    ann = _official_json(tmp_path, images, annotations)
+    predictions = _predictions(tmp_path, [data_sample(1, 2.5, [], [[0, 0, 9, 9, 0.9]])])
+    err = _cli_error('eval_froc', [predictions, '--ann', ann], capsys)
+    assert f'{ann}: {message}' in err
+
+
+def test_i26_row5_csv_corners_equal_in_float32(tmp_path):
+    root = write_dataset(tmp_path, [make_row(), make_row('000002_01_01_005.png')])
+    path = osp.join(root, 'DL_info.csv')
+    lines = open(path).read().splitlines()
+    lines[2] = lines[2].replace('"11, 21, 31, 41"', '"11.0000001, 21, 11.0000002, 41"')
+    open(path, 'w').write('\n'.join(lines) + '\n')
+    with pytest.raises(ValueError, match=r"DL_info.csv: row 3, column 'Bounding_boxes': expected "
+                       r'x1 < x2 and y1 < y2: a box of positive width and height .*got width 0 '
+                       r'and height 20'):
+        _dataset(root)
+
+
+def _volume_results(path, volumes):
+    """A results file of mp3d-detect-volumes: ``volumes`` = {name: (z_offset, boxes)}."""
+    import json
+    from mp3d_mmdet.volume import RESULTS_FORMAT
+    lines = [{'header': {'format': RESULTS_FORMAT, 'format_version': 1, 'settings': {}}}]
+    for name, (z_offset, boxes) in volumes.items():
+        lines.append(dict(name=name, source=f'/data/{name}.nii.gz', shape_xyz=[64, 64, 13],
+                          spacing_mm_xyz=[0.8, 0.8, 2.5], z_offset=z_offset, boxes=boxes))
+    path.write_text(''.join(json.dumps(line) + '\n' for line in lines))
+    return str(path)
+
+
+def test_i26_row3_z_offset_follows_the_sub_volume_name(tmp_path, capsys):
+    from mp3d_mmdet.datasets.lesions_3d import write_lens_annotations
+    from mp3d_mmdet.volume import volume_inputs_from_paths
+    name = '000001_01_01_103-115'
+    # the writer: a NIfTI named after its sub-volume gets the name's z_offset
+    assert volume_inputs_from_paths([f'/data/{name}.nii.gz'])[0].z_offset == 103
+    assert volume_inputs_from_paths(['/data/scan.nii.gz'])[0].z_offset == 0
+    gt = str(tmp_path / 'lesions_3d.pkl')
+    write_lens_annotations(gt, {'test': {name: [[10, 10, 105, 20, 20, 107]]}})
+    # results written before the rule: voxel z, z_offset 0; evaluated with the name's offset
+    results = _volume_results(tmp_path / 'detections_3d.jsonl',
+                              {name: (0, [[10, 10, 2, 20, 20, 4, 0.9]])})
+    eval_volumes = _tool('eval_volumes')
+    with pytest.warns(UserWarning, match=r'1 volume\(s\) have another z_offset than the first '
+                      r'slice their sub-volume name states, e.g. 000001_01_01_103-115 \(0\)'):
+        report = eval_volumes.evaluate(eval_volumes.parse_args([results, '--gt', gt]))
+    assert report['subsets']['all']['sensitivity'] == [1.0] * 7
+
+
+def test_i26_row7_lens_box_outside_the_sub_volume_image(tmp_path, capsys):
+    from mp3d_mmdet.datasets.lesions_3d import write_lens_annotations
+    name = '000001_01_01_103-115'
+    gt = str(tmp_path / 'lesions_3d.pkl')
+    write_lens_annotations(gt, {'test': {name: [[370, 380, 105, 400, 390, 107]]}})
+    results = _volume_results(tmp_path / 'detections_3d.jsonl',
+                              {name: (103, [[10, 10, 2, 20, 20, 4, 0.9]])})
+    err = _cli_error('eval_volumes', [results, '--gt', gt], capsys)
+    assert (f"{gt}: sub-volume '{name}', box 0 [370.0, 380.0, 105.0, 400.0, 390.0, 107.0] lies "
+            "outside the volume's 64x64 image") in err
+
+
+def test_i26_row8_repeated_fp_rate_and_old_pickle_protocols(tmp_path, capsys):
+    import pickle
+    name = '000001_01_01_103-115'
+    results = _volume_results(tmp_path / 'detections_3d.jsonl',
+                              {name: (103, [[10, 10, 2, 20, 20, 4, 0.9]])})
+    for protocol in (0, 1):
+        gt = tmp_path / f'lens_{protocol}.pkl'
+        gt.write_bytes(pickle.dumps({'test': {name: np.array([[10., 10., 105., 20., 20., 107.]])}},
+                                    protocol=protocol))
+        report = _tool('eval_volumes').evaluate(_tool('eval_volumes').parse_args(
+            [results, '--gt', str(gt)]))
+        assert report['subsets']['all']['sensitivity'] == [1.0] * 7
+    err = _cli_error('eval_volumes', [results, '--gt', gt, '--fps', 4, 0.5, 2, 0.5], capsys)
+    assert '--fps: fps must not repeat a rate (0.5 is given more than once)' in err
+    predictions = _predictions(tmp_path, [data_sample(0, 2.5, [lesion([0, 0, 9, 9])],
+                                                      [[0, 0, 9, 9, 0.9]])])
+    err = _cli_error('eval_froc', [predictions, '--fps', 4, 0.5, 2, 0.5], capsys)
+    assert 'fps must not repeat a rate (0.5 is given more than once)' in err
+
+
+def test_i26_row9_mp3d_protocol_scores_the_file_box(tmp_path, capsys):
+    root = write_dataset(tmp_path, [make_row(bounding_box=(59.0, 21.0, 79.0, 31.0))])
+    predictions = _predictions(tmp_path, [data_sample(0, 2.5, [], [[58, 20, 78, 30, 0.9]])])
+    eval_froc = _tool('eval_froc')
+    sens = {}
+    for protocol in ('mp3d', 'deeplesion'):
+        with pytest.warns(UserWarning, match='clipped to 0-based'):
+            metrics = eval_froc.evaluate(eval_froc.parse_args(
+                [predictions, '--ann', osp.join(root, 'DL_info.csv'), '--split', 'train',
+                 '--protocol', protocol, '--no-map', '--fps', '1']))
+        sens[protocol] = metrics['froc/sens@1']
+    # the detection is the file's box (0-based [58, 20, 78, 30]), which the csv's image
+    # clips to [58, 20, 63, 30]: a hit of the file's box, a miss of the clipped one
+    assert sens == {'mp3d': 1.0, 'deeplesion': 0.0}
+
+
+def test_i26_row14_nested_json_and_malformed_records(tmp_path, capsys):
+    nested = tmp_path / 'deeplesion_test.json'
+    nested.write_text('{"images": ' + '[' * 50000 + ']' * 50000 + ', "annotations": []}')
+    predictions = _predictions(tmp_path, [data_sample(1, 2.5, [], [[0, 0, 9, 9, 0.9]])])
+    err = _cli_error('eval_froc', [predictions, '--ann', nested], capsys)
+    assert f'{nested}: not a JSON annotation file (nested deeper than 32 levels' in err
+    records = tmp_path / 'records.json'
+    for content, message in [
+            ('{"format": "mp3d_mmdet.froc_records", "images": ' + '[' * 50000 + ']' * 50000
+             + '}', 'is not valid JSON: nested deeper than 32 levels'),
+            ('{"format": "mp3d_mmdet.froc_records"}',
+             "'images' must be a list of image records, got '<missing>'"),
+            ('{"format": "mp3d_mmdet.froc_records", "images": 5}',
+             "'images' must be a list of image records, got 5")]:
+        records.write_text(content)
+        assert message in _cli_error('eval_froc', [records], capsys)
+    sample = data_sample(0, 2.5, [lesion([0, 0, 9, 9])], [[0, 0, 9, 9, 0.9]]).to_dict()
+    for change, message in [(dict(instances=5), "'instances' must be a list of dicts"),
+                            (dict(pred_instances=None),
+                             "'pred_instances' must hold 'bboxes' and 'scores', got None")]:
+        path = _predictions(tmp_path, [dict(sample, **change)])
+        err = _cli_error('eval_froc', [path], capsys)
+        assert f'{path}: data sample with img_id=0: {message}' in err

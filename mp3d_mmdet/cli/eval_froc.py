@@ -193,6 +193,8 @@ def evaluate(args: argparse.Namespace) -> Dict[str, float]:
     except KeyError as error:
         raise ValueError(f'{args.predictions}: {error.args[0]}; pass --ann DL_info.csv (or an '
                          f'official JSON file) to take the ground truth from it') from error
+    except ValueError as error:
+        raise ValueError(f'{args.predictions}: {error}') from None
     values = metric.compute_metrics(metric.results)
     metrics = {f'{metric.prefix}/{key}': value for key, value in values.items()}
     if args.summary is not None:

@@ -65,15 +65,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def load_ground_truth(path: str, split: str, result_names: Sequence[str],
                       keep_noisy: bool) -> 'VolumeGroundTruth':
     """The :class:`~mp3d_mmdet.datasets.lesions_3d.VolumeGroundTruth` of ``--gt``: a pickle
-    (recognised from its first byte, the pickle protocol marker) is read as LENS annotations,
+    (recognised from its content, any protocol) is read as LENS annotations,
     anything else as ``DL_info.csv``."""
-    from mp3d_mmdet.datasets.lesions_3d import key_slice_ground_truth, read_lens_annotations
+    from mp3d_mmdet.datasets.lesions_3d import (is_pickle_file, key_slice_ground_truth,
+                                                read_lens_annotations)
 
     if not osp.isfile(path):
         raise FileNotFoundError(f'ground-truth file not found: {path}')
-    with open(path, 'rb') as handle:
-        is_pickle = handle.read(1) == b'\x80'
-    if is_pickle:
+    if is_pickle_file(path):
         if keep_noisy:
             raise ValueError(f'--keep-noisy applies to DL_info.csv; {path} holds 3D boxes of '
                              'every lesion')
@@ -99,6 +98,7 @@ def lesion_sizes_mm(ground_truth: 'VolumeGroundTruth',
 
 def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the evaluation described by the parsed arguments; print and return the report."""
+    from mp3d_mmdet.datasets.lesions_3d import candidates_in_series_slices
     from mp3d_mmdet.volume import read_volume_detections
     from mp3d_mmdet.evaluation.functional import (LENS_READING, lesion_subset_froc_curves_3d,
                                                   plot_froc_curves)
@@ -112,7 +112,7 @@ def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
     if not 0.0 < args.overlap_thr <= 1.0:
         raise ValueError(f'--overlap-thr must be in (0, 1], got {args.overlap_thr}')
     try:
-        fps = check_fps(args.fps).tolist()
+        fps = check_fps(args.fps, distinct=True).tolist()
     except ValueError as error:
         raise ValueError(f'--fps: {error}') from None
 
@@ -129,12 +129,7 @@ def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
                          f'{missing[0]}); detect in all of them (mp3d-detect-volumes '
                          f'--deeplesion ROOT --split {args.split}) -- the FP rate is per '
                          'sub-volume')
-    boxes, gts = [], []
-    for name in names:  # candidates into whole-series slice numbers, as the ground truth
-        b = np.array(records[name]['boxes'], dtype=np.float64).reshape(-1, 7)
-        b[:, [2, 5]] += float(records[name]['z_offset'])
-        boxes.append(b)
-        gts.append(ground_truth.boxes[name])
+    boxes, gts = candidates_in_series_slices(ground_truth, records, args.results)
 
     sizes = np.concatenate(lesion_sizes_mm(ground_truth, records) or [np.zeros(0)])
     subsets: 'OrderedDict[str, np.ndarray]' = OrderedDict(all=np.ones(len(sizes), dtype=bool))

@@ -82,7 +82,10 @@ class DeepLesionDataset(BaseDetDataset):
     ``dicom_windows`` (distinct ``(low, high)`` HU pairs), ``patient_index``,
     ``study_index``, ``series_id`` and ``instances``: one dict per lesion with ``bbox``
     (0-based ``[x1, y1, x2, y2]``), ``bbox_label`` (0), ``ignore_flag`` (0), ``lesion_type``
-    (1..8, -1 unknown), ``long_diameter_mm``, ``short_diameter_mm`` and ``possibly_noisy``.
+    (1..8, -1 unknown), ``long_diameter_mm``, ``short_diameter_mm`` and ``possibly_noisy``;
+    a box that reaches past the image border is clipped to it (with a warning naming the
+    row / record) and the instance also gets ``file_bbox``, the box as the file writes it
+    (0-based), which the ``'mp3d'`` FROC protocol evaluates against.
 
     Where the two annotation formats differ:
 
@@ -276,8 +279,8 @@ class DeepLesionDataset(BaseDetDataset):
         for row in rows:
             box = np.asarray(row.bounding_box, dtype=np.float64) - 1.0  # 1-based -> 0-based
             instances.append(dict(
-                bbox=self._clip_box(box, width, height, f"row {row.csv_row}, column "
-                                    f"'Bounding_boxes'", f'{list(row.bounding_box)} (1-based)'),
+                **self._box_fields(box, width, height, f"row {row.csv_row}, column "
+                                   f"'Bounding_boxes'", f'{list(row.bounding_box)} (1-based)'),
                 bbox_label=0,
                 ignore_flag=0,
                 lesion_type=row.coarse_lesion_type,
@@ -310,9 +313,9 @@ class DeepLesionDataset(BaseDetDataset):
                                         (image.width, image.height), source)
         patient_index, study_index, series_id = image.series_ids
         instances = [
-            dict(bbox=self._clip_box(np.asarray(ann.bbox_xyxy, dtype=np.float64), image.width,
-                                     image.height, f"annotation id {ann.ann_id}, 'bbox'",
-                                     f'{list(ann.bbox_xywh)} ([x, y, w, h])'),
+            dict(**self._box_fields(np.asarray(ann.bbox_xyxy, dtype=np.float64), image.width,
+                                    image.height, f"annotation id {ann.ann_id}, 'bbox'",
+                                    f'{list(ann.bbox_xywh)} ([x, y, w, h])'),
                  bbox_label=0,
                  ignore_flag=0,
                  lesion_type=-1,
@@ -351,6 +354,16 @@ class DeepLesionDataset(BaseDetDataset):
                 raise ValueError(f'{self.ann_file}: {error}') from None
         return img_path
 
+    def _box_fields(self, box: np.ndarray, width: int, height: int, where: str,
+                    as_written: str) -> Dict[str, List[float]]:
+        """An instance's ``bbox``: the 0-based ``(4,)`` ``[x1, y1, x2, y2]`` box clipped to the
+        image (:meth:`_clip_box`), and, where clipping changed it, ``file_bbox``: the box as the
+        file writes it (0-based), which the ``'mp3d'`` FROC protocol evaluates against."""
+        clipped = self._clip_box(box, width, height, where, as_written)
+        if clipped == box.tolist():
+            return dict(bbox=clipped)
+        return dict(bbox=clipped, file_bbox=box.tolist())
+
     def _clip_box(self, box: np.ndarray, width: int, height: int, where: str,
                   as_written: str) -> List[float]:
         """Clip a 0-based ``(4,)`` ``[x1, y1, x2, y2]`` box to the image, warning when it was
@@ -365,7 +378,7 @@ class DeepLesionDataset(BaseDetDataset):
             warnings.warn(
                 f'{self.ann_file}: {where}: box {as_written} extends outside the '
                 f'{width}x{height} image; clipped to 0-based '
-                f'{[round(v, 3) for v in clipped.tolist()]}', stacklevel=3)
+                f'{[round(v, 3) for v in clipped.tolist()]}', stacklevel=4)
         return clipped.tolist()
 
     def filter_data(self) -> List[dict]:

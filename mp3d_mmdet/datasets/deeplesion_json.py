@@ -20,6 +20,10 @@ file. ``spacing`` is the in-plane pixel spacing and ``slice_intv`` the slice int
 defaults to 0). The files carry neither lesion type, lesion diameters nor the stored slice
 range of ``DL_info.csv``.
 
+A key slice has one image record (a second record of the same ``file_name`` is an error:
+merged, the predictions' ``img_id`` would be ambiguous), and a lesion is listed once (the
+same box twice on one key slice is an error, the rule of ``DL_info.csv`` too).
+
 Which format an annotation file is in is recognised from its content
 (:func:`annotation_file_format`), so one ``ann_file`` argument takes either.
 """
@@ -30,9 +34,10 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..utils.json_files import loads_json
 from ..utils.safe_files import atomic_write
-from ..utils.validation import ct_spacing_problem
-from .dl_info import DLInfoRow, slice_file_name
+from ..utils.validation import box_size_problem, ct_spacing_problem
+from .dl_info import DLInfoRow, LesionsListedOnce, slice_file_name
 
 __all__ = [
     'LESION_CATEGORY', 'DeepLesionJSONAnnotation', 'DeepLesionJSONImage',
@@ -204,8 +209,10 @@ def _parse_annotation(path: str, index: int, record: object,
         raise check.error(f"'category_id' {check.record['category_id']} is not the lesion "
                           f'category ({category_id})')
     bbox = check.numbers('bbox', 4)
-    if bbox[2] <= 0 or bbox[3] <= 0:
-        raise check.error(f"'bbox' [x, y, w, h] must have w > 0 and h > 0, got {list(bbox)}")
+    problem = box_size_problem((bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]))
+    if problem:
+        raise check.error(f"'bbox' [x, y, w, h] must have w > 0 and h > 0: {problem} "
+                          f'(bbox {list(bbox)})')
     noisy = check.integer('noisy') if 'noisy' in check.record else 0
     if noisy not in (0, 1):
         raise check.error(f"'noisy' must be 0 or 1, got {noisy}")
@@ -233,13 +240,18 @@ def read_deeplesion_json(path: str) -> List[DeepLesionJSONImage]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: not JSON, no ``images``/``annotations`` lists, a malformed record, a
-            duplicated image or annotation id, or an annotation of an unknown image; the
-            message names the file, the list, the record's index and its id.
+        ValueError: not JSON (or nested deeper than
+            :data:`~mp3d_mmdet.utils.json_files.MAX_JSON_DEPTH` levels), no
+            ``images``/``annotations`` lists, a malformed record, a duplicated image or
+            annotation id, two image records of one key slice, an annotation of an unknown
+            image, or one lesion listed twice (the same box on the same key slice,
+            :class:`~mp3d_mmdet.datasets.dl_info.LesionsListedOnce`, the rule of
+            ``DL_info.csv`` too); the message names the file, the list, the record's index and
+            its id.
     """
     try:
         with open(path, 'rb') as handle:
-            content = json.loads(handle.read().decode('utf-8-sig'))
+            content = loads_json(handle.read())
     except FileNotFoundError:
         raise FileNotFoundError(f'DeepLesion annotation file not found: {path}') from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -251,12 +263,20 @@ def read_deeplesion_json(path: str) -> List[DeepLesionJSONImage]:
     category_id = _lesion_category_id(path, content.get('categories'))
 
     images: Dict[int, dict] = {}
+    record_of_file: Dict[str, str] = {}
     for index, record in enumerate(content['images']):
         image_id, image = _parse_image(path, index, record)
         if image_id in images:
             raise ValueError(f'{path}: images[{index}]: image id {image_id} is used twice')
+        where = f'images[{index}] (id {image_id})'
+        if image['file_name'] in record_of_file:
+            raise ValueError(f"{path}: {where}: 'file_name' {image['file_name']!r} is already "
+                             f'the key slice of {record_of_file[image["file_name"]]}; one image '
+                             'record per key slice (list all its lesions under one image id)')
+        record_of_file[image['file_name']] = where
         images[image_id] = dict(image, annotations=[])
     ann_ids = set()
+    listed_once = LesionsListedOnce(path)
     for index, record in enumerate(content['annotations']):
         image_id, annotation = _parse_annotation(path, index, record, category_id)
         if annotation.ann_id in ann_ids:
@@ -266,6 +286,8 @@ def read_deeplesion_json(path: str) -> List[DeepLesionJSONImage]:
         if image_id not in images:
             raise ValueError(f'{path}: annotations[{index}] (id {annotation.ann_id}): '
                              f"'image_id' {image_id} is not the id of any image")
+        listed_once.add(images[image_id]['file_name'], annotation.bbox_xyxy,
+                        f'annotations[{index}] (id {annotation.ann_id})')
         images[image_id]['annotations'].append(annotation)
     return [DeepLesionJSONImage(**dict(image, annotations=tuple(image['annotations'])))
             for image in images.values()]

@@ -35,13 +35,15 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..utils.validation import ct_spacing_problem
+import numpy as np
+
+from ..utils.validation import box_size_problem, ct_spacing_problem
 from ..utils.safe_files import atomic_write
 
 __all__ = [
     'DL_INFO_COLUMNS', 'SPLIT_CODES', 'SPLIT_NAMES', 'LESION_TYPE_NAMES', 'DLInfoRow',
     'read_dl_info', 'write_dl_info', 'series_folder_name', 'slice_file_name', 'consecutive_runs',
-    'subvolume_name', 'parse_subvolume_name'
+    'subvolume_name', 'parse_subvolume_name', 'subvolume_z_offset', 'LesionsListedOnce'
 ]
 
 DL_INFO_COLUMNS: Tuple[str, ...] = (
@@ -168,6 +170,59 @@ def parse_subvolume_name(name: str) -> Tuple[str, int, int]:
     return match.group(1), int(match.group(2)), int(match.group(3))
 
 
+def subvolume_z_offset(name: str) -> int:
+    """The slice number of voxel ``z = 0`` of a volume named ``name``: the first slice of a
+    DeepLesion sub-volume name (``'000001_01_01_103-115'`` -> 103), 0 for any other name.
+
+    The one ``z_offset`` rule: the batch inputs write it into the results file
+    (:mod:`mp3d_mmdet.volume.inputs`), whatever the volume was read from (the release's PNGs,
+    or a NIfTI written by ``write_deeplesion_subvolume_nifti`` and named after its
+    sub-volume), and the 3D evaluation checks the results against it
+    (:func:`mp3d_mmdet.datasets.lesions_3d.candidates_in_series_slices`).
+    """
+    try:
+        return parse_subvolume_name(name)[1]
+    except ValueError:
+        return 0
+
+
+class LesionsListedOnce:
+    """The rule both annotation readers (``DL_info.csv`` and the official JSON) apply: each
+    lesion is listed once.
+
+    A lesion is a box on a key slice; two entries with the same key slice and the same box
+    (compared in float32, the network's precision, 0-based ``[x1, y1, x2, y2]``) are one
+    lesion listed twice, which the FROC would count twice. :meth:`add` raises on the second.
+
+    Args:
+        path: the annotation file, named in the message.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._first: Dict[Tuple[str, Tuple[float, ...]], str] = {}
+
+    def add(self, key_slice: str, box_xyxy: Sequence[float], where: str) -> None:
+        """Record one entry.
+
+        Args:
+            key_slice: ``'<series folder>/<slice:03d>.png'``, the key slice's PNG under
+                ``Images_png/``.
+            box_xyxy: ``(4,)`` 0-based ``[x1, y1, x2, y2]``.
+            where: the entry in the file, e.g. ``'row 11'`` or ``'annotations[3] (id 9)'``.
+
+        Raises:
+            ValueError: the same box on the same key slice was added before; one line naming
+                both entries, e.g. ``"DL_info.csv: row 11 repeats row 2 (the same box on key
+                slice 000001_01_01/109.png); each lesion must be listed once"``.
+        """
+        key = (key_slice, tuple(np.asarray(box_xyxy, dtype=np.float32).tolist()))
+        if key in self._first:
+            raise ValueError(f'{self.path}: {where} repeats {self._first[key]} (the same box on '
+                             f'key slice {key_slice}); each lesion must be listed once')
+        self._first[key] = where
+
+
 class _RowParser:
     """Parses the fields of one csv row, raising errors that name file, row and column."""
 
@@ -238,9 +293,9 @@ def _parse_row(path: str, csv_row: int, fields: Dict[str, str]) -> DLInfoRow:
                           '(<patient>_<study>_<series>_<slice>.png)')
 
     box = p.numbers('Bounding_boxes', 4)
-    if box[2] <= box[0] or box[3] <= box[1]:
-        raise p.error('Bounding_boxes', 'expected x1 < x2 and y1 < y2 (a box of positive '
-                      'width and height)')
+    problem = box_size_problem([v - 1.0 for v in box])
+    if problem:
+        raise p.error('Bounding_boxes', f'expected x1 < x2 and y1 < y2: {problem}')
     diameters = p.numbers('Lesion_diameters_Pixel_', 2)
     if min(diameters) < 0:
         raise p.error('Lesion_diameters_Pixel_', 'expected non-negative diameters')
@@ -315,7 +370,7 @@ def read_dl_info(path: str) -> List[DLInfoRow]:
     """Read and validate every row of a ``DL_info.csv``.
 
     Besides each row's own fields (see :class:`DLInfoRow`), the file as a whole must not
-    annotate the same box on the same key slice twice.
+    annotate the same box on the same key slice twice (:class:`LesionsListedOnce`).
 
     Args:
         path (str): path of the csv file (UTF-8, optionally with a byte-order mark).
@@ -340,7 +395,7 @@ def read_dl_info(path: str) -> List[DLInfoRow]:
                          f'DL_info.csv needs {list(DL_INFO_COLUMNS)}')
     position = {name: header.index(name) for name in DL_INFO_COLUMNS}
     rows = []
-    first_row_of: Dict[Tuple[str, Tuple[float, ...]], int] = {}
+    listed_once = LesionsListedOnce(path)
     for line_number, values in enumerate(reader, start=2):
         if not values or all(not v.strip() for v in values):
             continue  # blank line (e.g. trailing newline)
@@ -350,12 +405,8 @@ def read_dl_info(path: str) -> List[DLInfoRow]:
                              'multi-valued field?)')
         fields = {name: values[i] for name, i in position.items()}
         row = _parse_row(path, line_number, fields)
-        key = (row.file_name, row.bounding_box)
-        if key in first_row_of:
-            raise ValueError(f'{path}: row {line_number} repeats row {first_row_of[key]} (same '
-                             f'File_name {row.file_name!r} and Bounding_boxes); each lesion '
-                             'must be listed once')
-        first_row_of[key] = line_number
+        listed_once.add(f'{row.series_folder}/{slice_file_name(row.key_slice_index)}',
+                        [v - 1.0 for v in row.bounding_box], f'row {line_number}')
         rows.append(row)
     return rows
 

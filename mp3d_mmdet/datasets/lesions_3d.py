@@ -16,22 +16,29 @@ sub-volume starting at slice ``first`` lies on slice ``first + z``):
   of a split as ``[x1, y1, z, x2, y2, z]`` on its key slice ``z``, in the sub-volume that
   holds that slice, with its RECIST long diameter -- the "P3D" mode of LENS, which works for
   the whole test split but misses the lesions nobody annotated.
+
+Detections are matched to these lesions by :func:`candidates_in_series_slices`, which brings
+a results file's candidates into the same whole-series coordinates (the ``z_offset`` rule of
+:func:`~mp3d_mmdet.datasets.dl_info.subvolume_z_offset`) and refuses a lesion that lies
+outside its volume's image.
 """
 import os.path as osp
 import pickle
+import pickletools
+import warnings
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..structures.boxes import as_boxes
 from ..utils.pickle_allowlist import load_pickle_allowlisted
 from ..utils.safe_files import atomic_write
-from .dl_info import SPLIT_CODES, parse_subvolume_name, read_dl_info
+from .dl_info import SPLIT_CODES, parse_subvolume_name, read_dl_info, subvolume_z_offset
 
 __all__ = [
-    'VolumeGroundTruth', 'read_lens_annotations', 'write_lens_annotations',
-    'key_slice_ground_truth'
+    'VolumeGroundTruth', 'is_pickle_file', 'read_lens_annotations', 'write_lens_annotations',
+    'key_slice_ground_truth', 'candidates_in_series_slices'
 ]
 
 
@@ -47,11 +54,26 @@ class VolumeGroundTruth:
         long_diameters_mm (dict[str, np.ndarray] | None): sub-volume name -> ``(g,)`` RECIST
             long diameters in mm where the source has them (``DL_info.csv``), else None.
         source (str): one line naming the file, split and mode, for reports.
+        path (str): the annotation file, for messages.
     """
     boxes: Dict[str, np.ndarray]
     key_slice: bool
     long_diameters_mm: Optional[Dict[str, np.ndarray]]
     source: str
+    path: str = ''
+
+
+def is_pickle_file(path: str) -> bool:
+    """Whether the file is a pickle, of any protocol (0-5), recognised from its content: its
+    opcodes are read (not run) up to the final STOP, which must end the file. A text file
+    such as ``DL_info.csv`` fails at its first bytes."""
+    try:
+        with open(path, 'rb') as handle:
+            for _ in pickletools.genops(handle):
+                pass
+            return handle.read(1) == b''
+    except Exception:  # any malformed opcode stream: not a pickle
+        return False
 
 
 def read_lens_annotations(path: str, split: str) -> VolumeGroundTruth:
@@ -97,7 +119,7 @@ def read_lens_annotations(path: str, split: str) -> VolumeGroundTruth:
                              f'{first}-{last} (z must be whole-series slice numbers)')
     return VolumeGroundTruth(boxes=boxes, key_slice=False, long_diameters_mm=None,
                              source=f"{path} ('{split}': {len(boxes)} sub-volumes, "
-                             '3D boxes of every lesion)')
+                             '3D boxes of every lesion)', path=path)
 
 
 def write_lens_annotations(path: str, splits: Mapping[str, Mapping[str, np.ndarray]]) -> None:
@@ -176,4 +198,59 @@ def key_slice_ground_truth(dl_info_path: str, split: str,
         key_slice=True,
         long_diameters_mm={name: np.array(d, dtype=np.float64) for name, d in diameters.items()},
         source=f"{dl_info_path} ('{split}', key-slice boxes"
-        f"{', noisy lesions excluded' if exclude_noisy else ''}) in {len(names)} sub-volumes")
+        f"{', noisy lesions excluded' if exclude_noisy else ''}) in {len(names)} sub-volumes",
+        path=dl_info_path)
+
+
+def candidates_in_series_slices(
+        ground_truth: VolumeGroundTruth, records: Mapping[str, Mapping[str, Any]],
+        results_path: str) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """The candidates and lesions of every sub-volume of ``ground_truth``, both in
+    whole-series coordinates (z = slice number), ready for the 3D FROC.
+
+    Each record's ``z_offset`` is checked against the one its name implies
+    (:func:`~mp3d_mmdet.datasets.dl_info.subvolume_z_offset`): a results file written for
+    volumes whose reader did not know their slice numbers (e.g. NIfTIs of sub-volumes,
+    ``z_offset`` 0) is corrected to the name's, with one warning naming the file, the number
+    of such volumes and the first. A lesion that lies entirely outside its volume's image (it
+    could never be hit) is refused.
+
+    Args:
+        ground_truth: the lesions; every sub-volume in it must have a record.
+        records: name -> record of :func:`~mp3d_mmdet.volume.read_volume_detections`
+            (``boxes`` ``(n, 7)`` in voxel indices, ``z_offset``, ``shape_xyz``).
+        results_path: the results file, for messages.
+
+    Returns:
+        tuple[list[np.ndarray], list[np.ndarray]]: per sub-volume of ``ground_truth`` (in its
+        order), the float64 ``(n, 7)`` candidates ``[x1, y1, z1, x2, y2, z2, score]`` with
+        ``z_offset`` added to ``z1``, ``z2``, and its ``(g, 6)`` lesions.
+
+    Raises:
+        ValueError: a lesion outside its volume's image; one line naming the annotation
+            file, the sub-volume and the lesion.
+    """
+    boxes, gts, corrected = [], [], []
+    for name, lesions in ground_truth.boxes.items():
+        record = records[name]
+        width, height = (int(v) for v in record['shape_xyz'][:2])
+        z_offset = subvolume_z_offset(name)
+        if int(record['z_offset']) != z_offset:
+            corrected.append(f"{name} ({record['z_offset']})")
+        candidates = np.array(record['boxes'], dtype=np.float64).reshape(-1, 7)
+        candidates[:, [2, 5]] += z_offset
+        outside = ((lesions[:, 0] > width - 1) | (lesions[:, 1] > height - 1) |
+                   (lesions[:, 3] < 0) | (lesions[:, 4] < 0))
+        if outside.any():
+            row = int(outside.argmax())
+            raise ValueError(f'{ground_truth.path}: sub-volume {name!r}, box {row} '
+                             f'{lesions[row].tolist()} lies outside the volume\'s {width}x{height} '
+                             f'image ({results_path}): such a lesion can never be hit')
+        boxes.append(candidates)
+        gts.append(lesions)
+    if corrected:
+        warnings.warn(f'{results_path}: {len(corrected)} volume(s) have another z_offset than '
+                      'the first slice their sub-volume name states, e.g. '
+                      f'{corrected[0]}; evaluated with the name\'s (voxel z = 0 is the first '
+                      'slice of a sub-volume)', stacklevel=2)
+    return boxes, gts

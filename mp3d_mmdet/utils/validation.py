@@ -16,8 +16,15 @@
   pixels, 0.6-5 mm slice intervals; thin-slice CT 0.5 mm; old thick-slice CT 10 mm;
   downsampled research volumes several mm per pixel): in-plane pixel spacing
   :data:`PIXEL_SPACING_RANGE_MM`, slice interval :data:`SLICE_INTERVAL_RANGE_MM`.
+* **Annotated box size** (:func:`box_size_problem`): a lesion box of an annotation file must
+  keep a positive width and height in the precision the network computes in (float32): a
+  box whose sides are positive in float64 but vanish in float32 (``w = 1e-6`` px at
+  ``x = 225``) gives a zero-size target and ``loss: nan``. Sides are measured between the
+  float32 corners and must be at least :data:`MIN_BOX_SIDE_PX`, which no transform of an
+  image under 65,536 px can round away.
 
-Box checks live with the box operations (:mod:`mp3d_mmdet.structures.boxes`). Each check
+The other box checks live with the box operations (:mod:`mp3d_mmdet.structures.boxes`). Each
+check
 raises ``ValueError`` with one line that starts with the owner (a class or function name, or
 a file and row) when one is given.
 """
@@ -25,15 +32,20 @@ import math
 from numbers import Integral, Real
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 __all__ = [
     'PIXEL_SPACING_RANGE_MM', 'SLICE_INTERVAL_RANGE_MM', 'check_num_slices',
-    'check_slice_depths', 'check_hu_window', 'ct_spacing_problem'
+    'check_slice_depths', 'check_hu_window', 'ct_spacing_problem', 'MIN_BOX_SIDE_PX',
+    'box_size_problem'
 ]
 
 #: Accepted in-plane pixel spacing (x and y), mm, inclusive.
 PIXEL_SPACING_RANGE_MM = (0.05, 15.0)
 #: Accepted slice interval (z spacing), mm, inclusive.
 SLICE_INTERVAL_RANGE_MM = (0.1, 20.0)
+#: Smallest side of an annotated box, pixels, measured between its float32 corners.
+MIN_BOX_SIDE_PX = 0.01
 
 
 def _prefix(owner: Optional[str]) -> str:
@@ -151,3 +163,26 @@ def ct_spacing_problem(pixel_spacing: Optional[Sequence[float]] = None,
     if slice_interval is not None:
         return _spacing_problem(float(slice_interval), 'slice interval', SLICE_INTERVAL_RANGE_MM)
     return None
+
+
+def box_size_problem(box_xyxy: Sequence[float]) -> Optional[str]:
+    """Why an annotated 0-based ``[x1, y1, x2, y2]`` box is too small for the network, or None.
+
+    The width and height are computed as the network computes them: corners rounded to
+    float32, their difference in float32; each must be at least :data:`MIN_BOX_SIDE_PX`.
+
+    Args:
+        box_xyxy: ``(4,)`` 0-based ``[x1, y1, x2, y2]`` in pixels, finite.
+
+    Returns:
+        str | None: e.g. ``"a box of positive width and height (sides of at least 0.01 px
+        between float32 corners, the network's precision), got width 0 and height 21.96"``;
+        each caller prefixes the file, row or record and how the box is written there.
+    """
+    x1, y1, x2, y2 = np.asarray(box_xyxy, dtype=np.float32)
+    width, height = x2 - x1, y2 - y1
+    if min(width, height) >= np.float32(MIN_BOX_SIDE_PX):
+        return None
+    return (f'a box of positive width and height (sides of at least {MIN_BOX_SIDE_PX:g} px '
+            "between float32 corners, the network's precision), got width "
+            f'{float(width):.7g} and height {float(height):.7g}')

@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from ..datasets.dl_info import subvolume_z_offset
 from ..utils.messages import format_examples
 from .io.ct_reader import read_ct_volume
 from .io.ct_volume import SUPPORTED_FILE_SUFFIXES, CTVolume
@@ -41,7 +42,9 @@ class VolumeInput:
         name (str): unique name in the batch (the results file's key).
         source (str): absolute path read: a volume file, a DICOM series folder, or (for a
             DeepLesion sub-volume) the series folder.
-        z_offset (int): slice number of voxel ``z = 0`` (0 unless a DeepLesion sub-volume).
+        z_offset (int): slice number of voxel ``z = 0``: the first slice a DeepLesion
+            sub-volume name states, 0 for other names
+            (:func:`~mp3d_mmdet.datasets.dl_info.subvolume_z_offset`).
         subvolume (DeepLesionSubvolume | None): set for DeepLesion sub-volumes.
         deeplesion_root (str | None): the release folder of ``subvolume``.
     """
@@ -77,8 +80,15 @@ def volume_name_of_path(path: str) -> str:
 
 def volume_inputs_from_paths(paths: Iterable[str]) -> List[VolumeInput]:
     """Inputs for volume files / DICOM folders, named by :func:`volume_name_of_path`,
-    ``source`` = the absolute path, ``z_offset`` 0. Paths are not checked here."""
-    return [VolumeInput(name=volume_name_of_path(p), source=osp.abspath(p)) for p in paths]
+    ``source`` = the absolute path, ``z_offset`` the one the name implies (a file named after
+    a DeepLesion sub-volume, ``000001_01_01_103-115.nii.gz``: 103; else 0). Paths are not
+    checked here."""
+    inputs = []
+    for path in paths:
+        name = volume_name_of_path(path)
+        inputs.append(VolumeInput(name=name, source=osp.abspath(path),
+                                  z_offset=subvolume_z_offset(name)))
+    return inputs
 
 
 def volume_inputs_from_list_file(list_file: str) -> List[VolumeInput]:
@@ -187,8 +197,9 @@ def volume_inputs_from_deeplesion(root: str, split: Optional[str] = None) -> Lis
         which = 'no sub-volume' if split is None else f'no {split} sub-volume'
         raise ValueError(f'{root}: {which} found (slice files under Images_png/ of series '
                          'with DL_info.csv rows)')
-    return [VolumeInput(name=s.name, source=s.series_dir(root), z_offset=s.first,
-                        subvolume=s, deeplesion_root=root) for s in subvolumes]
+    return [VolumeInput(name=s.name, source=s.series_dir(root),
+                        z_offset=subvolume_z_offset(s.name), subvolume=s, deeplesion_root=root)
+            for s in subvolumes]
 
 
 def check_unique_names(inputs: Sequence[VolumeInput]) -> None:

@@ -314,3 +314,13 @@ def test_dataset_items_through_the_paper_pipelines(generated):
     assert item['data_samples'].img_id == test.get_data_info(0)['img_id']
     assert item['data_samples'].ori_shape == (test.get_data_info(0)['height'],
                                               test.get_data_info(0)['width'])
+
+
+def test_a_clipped_box_keeps_the_file_box_for_the_mp3d_evaluation(tmp_path):
+    rows = [make_row(), make_row(bounding_box=(59.0, 21.0, 79.68, 31.0))]
+    root = write_dataset(tmp_path, rows)
+    with pytest.warns(UserWarning, match='extends outside the 64x64 image'):
+        instances = build(root).get_data_info(0)['instances']
+    assert instances[1]['bbox'] == [58.0, 20.0, 63.0, 30.0]
+    np.testing.assert_allclose(instances[1]['file_bbox'], [58.0, 20.0, 78.68, 30.0])
+    assert 'file_bbox' not in instances[0]  # inside the image: one box

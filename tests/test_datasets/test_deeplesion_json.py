@@ -286,3 +286,53 @@ def test_the_paper_config_tests_on_an_official_file_under_the_mp3d_protocol(gene
     sample = dataset[0]['data_samples']
     assert sample.img_id == dataset.get_data_info(0)['img_id']
     assert METRICS.build(cfg.test_evaluator).protocol.name == 'mp3d'
+
+
+def _extended(path, images=(), annotations=()):
+    content = json.loads(json.dumps(OFFICIAL_RECORDS))
+    content['images'] += list(images)
+    content['annotations'] += list(annotations)
+    return write_json(path, content)
+
+
+def test_one_lesion_listed_twice_is_refused_like_a_repeated_csv_row(tmp_path):
+    again = dict(OFFICIAL_RECORDS['annotations'][0], id=4999)  # a new id, same image and box
+    path = _extended(tmp_path / 'deeplesion_test.json', annotations=[again])
+    with pytest.raises(ValueError, match=r'deeplesion_test.json: annotations\[3\] \(id 4999\) '
+                       r'repeats annotations\[0\] \(id 4890\) \(the same box on key slice '
+                       r'000001_01_01/109.png\); each lesion must be listed once'):
+        read_deeplesion_json(path)
+    elsewhere = dict(again, image_id=4795)  # the same box on another key slice: two lesions
+    images = read_deeplesion_json(_extended(tmp_path / 'ok.json', annotations=[elsewhere]))
+    assert [len(image.annotations) for image in images] == [2, 2]
+
+
+def test_two_image_records_of_one_key_slice_are_refused(tmp_path):
+    twin = dict(OFFICIAL_RECORDS['images'][0], id=5000)
+    path = _extended(tmp_path / 'deeplesion_test.json', images=[twin],
+                     annotations=[dict(OFFICIAL_RECORDS['annotations'][2], id=4999,
+                                       image_id=5000)])
+    with pytest.raises(ValueError, match=r"deeplesion_test.json: images\[2\] \(id 5000\): "
+                       r"'file_name' '000001_01_01/109.png' is already the key slice of "
+                       r'images\[0\] \(id 4794\); one image record per key slice') as error:
+        read_deeplesion_json(path)
+    assert '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('bbox', [[225.169, 89.0204, 1e-6, 1e-6], [225.169, 89.0204, 15.0, 1e-6],
+                                  [0.0, 0.0, 0.001, 5.0]])
+def test_a_box_that_vanishes_in_float32_is_refused(tmp_path, bbox):
+    path = _with(tmp_path / 'deeplesion_test.json', annotations__0__bbox=bbox)
+    with pytest.raises(ValueError, match=r"annotations\[0\] \(id 4890\): 'bbox' \[x, y, w, h\] "
+                       r'must have w > 0 and h > 0: a box of positive width and height \(sides '
+                       r'of at least 0.01 px between float32 corners'):
+        read_deeplesion_json(path)
+
+
+def test_deeply_nested_file_is_a_one_line_error(tmp_path):
+    path = tmp_path / 'deeplesion_test.json'
+    path.write_text('{"images": ' + '[' * 100000 + ']' * 100000 + ', "annotations": []}')
+    with pytest.raises(ValueError, match=r'deeplesion_test.json: not a JSON annotation file '
+                       r'\(nested deeper than 32 levels: line 1 column 43') as error:
+        read_deeplesion_json(str(path))
+    assert '\n' not in str(error.value)

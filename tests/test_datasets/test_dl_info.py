@@ -84,7 +84,10 @@ def test_row_with_wrong_field_count(tmp_path):
     ('Bounding_boxes', '241.742, 90.0204, 226.169, 111.685', 'expected x1 < x2 and y1 < y2'),
     ('Bounding_boxes', '226.169, 90.0204, 226.169, 111.685', 'expected x1 < x2 and y1 < y2'),
     ('Bounding_boxes', '226.169, 90.0204, 241.742, 90.0204',
-     r'expected x1 < x2 and y1 < y2 \(a box of positive width and height\)'),
+     r'expected x1 < x2 and y1 < y2: a box of positive width and height \(sides of at least '
+     r'0.01 px between float32 corners'),
+    ('Bounding_boxes', '226.1690001, 90.0204, 226.1690002, 111.685',
+     r'expected x1 < x2 and y1 < y2: .*got width 0 and height 21.66'),
     ('Measurement_coordinates', '1, 2, x, 4, 5, 6, 7, 8', 'expected comma-separated numbers'),
     ('Patient_index', 'one', 'expected an integer'),
     ('Key_slice_index', '110', 'does not match the slice number 109'),
@@ -118,8 +121,8 @@ def test_duplicate_row_is_named_with_its_twin(tmp_path):
     other = list(OFFICIAL_ROW)
     other[DL_INFO_COLUMNS.index('Bounding_boxes')] = '10, 10, 20, 20'
     path = write_csv(tmp_path / 'DL_info.csv', [OFFICIAL_ROW, other, list(OFFICIAL_ROW)])
-    with pytest.raises(ValueError, match=r"DL_info.csv: row 4 repeats row 2 \(same File_name "
-                       r"'000001_01_01_109.png' and Bounding_boxes\)"):
+    with pytest.raises(ValueError, match=r"DL_info.csv: row 4 repeats row 2 \(the same box on "
+                       r"key slice 000001_01_01/109.png\); each lesion must be listed once"):
         read_dl_info(path)
 
 

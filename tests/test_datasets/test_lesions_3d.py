@@ -103,3 +103,73 @@ def test_key_slice_boxes_land_in_the_sub_volume_holding_the_key_slice(tmp_path):
 
 def test_key_slice_rows_are_dataclass_rows():
     assert dataclasses.is_dataclass(row('000001_01_01_010.png', [1, 1, 2, 2]))
+
+
+def test_z_offset_a_volume_name_implies():
+    from mp3d_mmdet.datasets.dl_info import subvolume_z_offset
+    assert subvolume_z_offset('000001_01_01_103-115') == 103
+    assert subvolume_z_offset('000001_01_01_005-120') == 5
+    for other in ('scan', '000001_01_01_5-12', 'case_103-115'):
+        assert subvolume_z_offset(other) == 0
+
+
+def _record(boxes, z_offset, shape=(64, 64, 13)):
+    return dict(boxes=np.array(boxes, dtype=np.float64).reshape(-1, 7), z_offset=z_offset,
+                shape_xyz=list(shape), spacing_mm_xyz=[0.8, 0.8, 2.5])
+
+
+def test_candidates_come_into_series_slices_by_the_name(tmp_path):
+    from mp3d_mmdet.datasets.lesions_3d import VolumeGroundTruth, candidates_in_series_slices
+    name = '000001_01_01_103-115'
+    truth = VolumeGroundTruth(boxes={name: np.array([[10., 10., 105., 20., 20., 107.]])},
+                              key_slice=False, long_diameters_mm=None, source='s',
+                              path='gt.pkl')
+    boxes, gts = candidates_in_series_slices(
+        truth, {name: _record([[10, 10, 2, 20, 20, 4, 0.9]], 103)}, 'results.jsonl')
+    np.testing.assert_array_equal(boxes[0], [[10, 10, 105, 20, 20, 107, 0.9]])
+    assert gts[0] is truth.boxes[name]
+    # a NIfTI of the sub-volume, detected by a reader that did not know its slice numbers
+    with pytest.warns(UserWarning, match=r"results.jsonl: 1 volume\(s\) have another z_offset "
+                      r'than the first slice their sub-volume name states, e.g. '
+                      r'000001_01_01_103-115 \(0\); evaluated with the name'):
+        boxes, _ = candidates_in_series_slices(
+            truth, {name: _record([[10, 10, 2, 20, 20, 4, 0.9]], 0)}, 'results.jsonl')
+    np.testing.assert_array_equal(boxes[0][:, [2, 5]], [[105, 107]])
+
+
+@pytest.mark.parametrize('lesion', [[370., 380., 105., 400., 390., 107.],
+                                    [10., 64., 105., 20., 70., 107.],
+                                    [-9., 10., 105., -1., 20., 107.]])
+def test_a_lesion_outside_its_volume_image_is_refused(lesion):
+    from mp3d_mmdet.datasets.lesions_3d import VolumeGroundTruth, candidates_in_series_slices
+    name = '000001_01_01_103-115'
+    truth = VolumeGroundTruth(boxes={name: np.array([[1., 1., 104., 9., 9., 104.], lesion])},
+                              key_slice=False, long_diameters_mm=None, source='s',
+                              path='gt.pkl')
+    with pytest.raises(ValueError, match=r"gt.pkl: sub-volume '000001_01_01_103-115', box 1 "
+                       r".* lies outside the volume's 64x64 image \(results.jsonl\): such a "
+                       'lesion can never be hit'):
+        candidates_in_series_slices(truth, {name: _record([], 103)}, 'results.jsonl')
+    inside = dataclasses.replace(truth, boxes={name: np.array([[60., 60., 104., 70., 70., 104.]])})
+    assert len(candidates_in_series_slices(inside, {name: _record([], 103)}, 'r')[1]) == 1
+
+
+@pytest.mark.parametrize('protocol', range(pickle.HIGHEST_PROTOCOL + 1))
+def test_pickles_of_every_protocol_are_recognised_and_read(tmp_path, protocol):
+    from mp3d_mmdet.datasets.lesions_3d import is_pickle_file
+    path = str(tmp_path / 'lesions.pkl')
+    boxes = np.array([[1., 2., 3., 10., 12., 8.]])
+    with open(path, 'wb') as handle:
+        pickle.dump({'test': {'000001_01_01_001-020': boxes}}, handle, protocol=protocol)
+    assert is_pickle_file(path)
+    np.testing.assert_array_equal(
+        read_lens_annotations(path, 'test').boxes['000001_01_01_001-020'], boxes)
+
+
+def test_text_files_are_not_pickles(tmp_path):
+    from mp3d_mmdet.datasets.lesions_3d import is_pickle_file
+    write_dl_info(str(tmp_path / 'DL_info.csv'), [row('000001_01_01_005.png', (1, 1, 9, 9))])
+    (tmp_path / 'empty').write_bytes(b'')
+    (tmp_path / 'truncated.pkl').write_bytes(pickle.dumps({'a': 1}, protocol=0)[:-1])
+    for name in ('DL_info.csv', 'empty', 'truncated.pkl'):
+        assert not is_pickle_file(str(tmp_path / name))

@@ -72,3 +72,20 @@ def test_hu_window():
             check_hu_window(window)
     with pytest.raises(ValueError, match=r'^L: out_range must be \(low, high\) with finite'):
         check_hu_window((-100, 100), (255, 0), owner='L')
+
+
+@pytest.mark.parametrize('box, ok', [
+    ((225.169, 89.0204, 240.252, 110.977), True),
+    ((0.0, 0.0, 0.01, 0.01), True),
+    ((225.169, 89.0204, 225.169 + 1e-6, 89.0204 + 1e-6), False),  # > 0 in float64 only
+    ((100.0000001, 5.0, 100.0000002, 9.0), False),
+    ((0.0, 0.0, 0.001, 5.0), False),
+    ((5.0, 5.0, 4.0, 9.0), False),
+])
+def test_box_size_rule_in_float32(box, ok):
+    from mp3d_mmdet.utils.validation import box_size_problem
+    problem = box_size_problem(box)
+    assert (problem is None) == ok
+    if not ok:
+        assert problem.startswith('a box of positive width and height (sides of at least '
+                                  '0.01 px between float32 corners')

@@ -18,6 +18,8 @@ FPs per image     point there; beyond the curve's end     fill_value='extrapolat
                                                           *first* point there; outside the
                                                           curve, the line through the two
                                                           outermost points
+lesion box        clipped to the image (the dataset's     as the annotation file writes it
+                  ``bbox``)                               (``file_bbox`` where it differs)
 ================  =====================================  =====================================
 
 The two readings agree between the curve's FP steps (the sensitivity does not change at an
@@ -28,6 +30,11 @@ rate the ``'mp3d'`` reading takes the sensitivity when the ``f * num_images``-th
 positive is ranked, the ``'deeplesion'`` reading the higher one reached before the next
 false positive. The IoU convention matters for small lesions: a box with ``x2 - x1 = 4`` is
 4 pixels wide without the +1 and 5 with it.
+
+A lesion box that reaches past the image border is clipped by ``DeepLesionDataset`` (for
+training, and for the ``'deeplesion'`` evaluation); the official MP3D evaluation compares
+detections with the box as the file writes it, so under ``'mp3d'`` the FROC metric takes the
+instance's ``file_bbox`` (set by the dataset only where clipping changed the box).
 
 The official script reads the curve only up to its end: requested rates beyond the last
 point are dropped and the end point's rate read instead, so its printed list is shorter. Here
@@ -49,14 +56,33 @@ __all__ = [
 ]
 
 
-def check_fps(fps: Sequence[float]) -> np.ndarray:
-    """``fps`` as a 1-D float64 array of finite rates >= 0 (ValueError otherwise)."""
+def check_fps(fps: Sequence[float], distinct: bool = False) -> np.ndarray:
+    """The FP-rate rule: ``fps`` as a 1-D float64 array of finite rates >= 0, in the given
+    order.
+
+    Reading a curve takes any such rates; a report that averages over its rates (the FROC
+    metric, ``mp3d-eval-froc``, ``mp3d-eval-volumes``) passes ``distinct=True``, since a rate
+    given twice would count twice in the mean.
+
+    Args:
+        fps: ``(F,)`` FP-per-image (or per-volume) rates.
+        distinct: refuse a rate given more than once.
+
+    Raises:
+        ValueError: another shape, a rate that is not finite or < 0, or (``distinct``) a
+            repeated rate, e.g. ``"fps must not repeat a rate (0.5 is given more than once),
+            got [4.0, 0.5, 2.0, 0.5]"``.
+    """
     fps = np.atleast_1d(np.asarray(fps, dtype=np.float64))
     if fps.ndim != 1:
         raise ValueError(f'fps must be a 1-D sequence of FP-per-image rates, got shape '
                          f'{fps.shape}')
     if not np.isfinite(fps).all() or (fps < 0).any():
         raise ValueError(f'fps must be finite and >= 0, got {fps.tolist()}')
+    values, counts = np.unique(fps, return_counts=True)
+    if distinct and (counts > 1).any():
+        raise ValueError(f'fps must not repeat a rate ({values[counts > 1][0]:g} is given '
+                         f'more than once), got {fps.tolist()}')
     return fps
 
 
@@ -144,11 +170,14 @@ class FROCProtocol:
         legacy_plus_one: IoU with inclusive pixel coordinates (``w = x2 - x1 + 1``).
         read_sensitivity: ``(fp_per_image (N,), sensitivity (N,), fps (F,)) -> (F,)``.
         description: one line for reports.
+        clip_gt_to_image: evaluate against lesion boxes clipped to the image (the dataset's
+            ``bbox``); False: as the annotation file writes them (``file_bbox`` where set).
     """
     name: str
     legacy_plus_one: bool
     read_sensitivity: Callable[[np.ndarray, np.ndarray, Sequence[float]], np.ndarray]
     description: str
+    clip_gt_to_image: bool = True
 
 
 #: The protocols by name (module docstring): which to use to compare with which paper.
@@ -160,7 +189,8 @@ FROC_PROTOCOLS: Dict[str, FROCProtocol] = {
     'mp3d': FROCProtocol(
         'mp3d', False, interp1d_sensitivity,
         'official MP3D evaluation (mmdet/datasets/lesion.py): IoU without +1, curve read '
-        "with scipy interp1d(fill_value='extrapolate')"),
+        "with scipy interp1d(fill_value='extrapolate'), lesion boxes as the file writes them",
+        clip_gt_to_image=False),
 }
 
 

@@ -47,7 +47,7 @@ from ...datasets.dl_info import LESION_TYPE_NAMES
 from ..functional.coco_ap import coco_ap
 from ..functional.froc import DEFAULT_FPS, FROCCurve, lesion_subset_froc_curves
 from ..functional.froc_plot import plot_froc_curves
-from ..functional.froc_protocols import FROCProtocol, get_froc_protocol
+from ..functional.froc_protocols import FROCProtocol, check_fps, get_froc_protocol
 from .froc_records import dump_records_json, record_from_data_sample
 
 __all__ = ['FROCMetric', 'SIZE_SUBSETS_MM', 'SLICE_INTERVAL_THR_MM', 'lesion_size_subsets']
@@ -152,6 +152,10 @@ class FROCMetric(BaseMetric):
         if not self.fps or any(not (math.isfinite(f) and f > 0) for f in self.fps):
             raise ValueError(f'FROCMetric: fps must be a non-empty sequence of positive FP rates, '
                              f'got {fps!r}')
+        try:
+            check_fps(self.fps, distinct=True)
+        except ValueError as error:
+            raise ValueError(f'FROCMetric: {error}') from None
         if not 0.0 < iou_thr <= 1.0:
             raise ValueError(f'FROCMetric: iou_thr must be in (0, 1], got {iou_thr}')
         self.iou_thr = float(iou_thr)
@@ -208,7 +212,8 @@ class FROCMetric(BaseMetric):
         """
         for data_sample in data_samples:
             self.results.append(
-                record_from_data_sample(data_sample, require_metadata=self.breakdowns))
+                record_from_data_sample(data_sample, require_metadata=self.breakdowns,
+                                        clipped_gt=self.protocol.clip_gt_to_image))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Compute the metrics from the records of all images (rank 0 only).

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
+from ...utils.json_files import loads_json
 from ...utils.pickle_allowlist import load_pickle_allowlisted
 from ...utils.safe_files import atomic_write
 
@@ -37,7 +38,8 @@ _JSON_VERSION = 1
 
 
 def record_from_data_sample(data_sample: Any,
-                            require_metadata: bool = True) -> Dict[str, Any]:
+                            require_metadata: bool = True,
+                            clipped_gt: bool = True) -> Dict[str, Any]:
     """Build the record of one image from a data sample as mmengine's Evaluator passes it.
 
     Args:
@@ -50,13 +52,17 @@ def record_from_data_sample(data_sample: Any,
         require_metadata: demand ``slice_interval`` and each instance's ``lesion_type`` and
             ``long_diameter_mm`` (needed for the breakdowns); when False missing values
             become -1 / NaN.
+        clipped_gt: take each lesion's ``bbox`` (clipped to the image by the dataset); False:
+            its ``file_bbox`` where it has one (the box as the annotation file writes it,
+            :attr:`~mp3d_mmdet.evaluation.functional.FROCProtocol.clip_gt_to_image`).
 
     Returns:
         The record (see the module docstring).
 
     Raises:
         KeyError: a required key is missing; the message names the image and the key.
-        ValueError: malformed boxes or scores.
+        ValueError: malformed boxes or scores, ``pred_instances`` that is not a mapping with
+            ``bboxes`` and ``scores``, or ``instances`` that is not a list of dicts.
     """
     if hasattr(data_sample, 'to_dict'):  # a DetDataSample passed directly
         data_sample = data_sample.to_dict()
@@ -67,8 +73,20 @@ def record_from_data_sample(data_sample: Any,
             hint = (" (add it to PackDetInputs' meta_keys)" if key == 'instances' else '')
             raise KeyError(f'{where} has no {key!r}{hint}')
     pred = data_sample['pred_instances']
-    pred_bboxes = _to_numpy(pred['bboxes'], np.float32)
-    pred_scores = _to_numpy(pred['scores'], np.float32)
+    if not (hasattr(pred, 'keys') and 'bboxes' in pred and 'scores' in pred):
+        raise ValueError(f"{where}: 'pred_instances' must hold 'bboxes' and 'scores', got "
+                         f'{_summary(pred)}')
+    instances = data_sample['instances']
+    if not isinstance(instances, (list, tuple)) or not all(
+            isinstance(instance, dict) and 'bbox' in instance for instance in instances):
+        raise ValueError(f"{where}: 'instances' must be a list of dicts with a 'bbox', got "
+                         f'{_summary(instances)}')
+    try:
+        pred_bboxes = _to_numpy(pred['bboxes'], np.float32)
+        pred_scores = _to_numpy(pred['scores'], np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f'{where}: pred_instances bboxes/scores are not numbers ({error})'
+                         ) from None
     if pred_bboxes.size == 0:
         pred_bboxes = pred_bboxes.reshape(0, 4)
     if pred_bboxes.ndim != 2 or pred_bboxes.shape[1] != 4 or pred_scores.shape != (
@@ -77,10 +95,14 @@ def record_from_data_sample(data_sample: Any,
                          f'{pred_bboxes.shape} and {pred_scores.shape}')
 
     gt_bboxes, lesion_types, diameters = [], [], []
-    for k, instance in enumerate(data_sample['instances']):
+    for k, instance in enumerate(instances):
         if instance.get('ignore_flag', 0):
             continue
-        bbox = np.asarray(instance['bbox'], dtype=np.float64)
+        box = instance['bbox'] if clipped_gt else instance.get('file_bbox', instance['bbox'])
+        try:
+            bbox = np.asarray(box, dtype=np.float64)
+        except (TypeError, ValueError):
+            bbox = np.zeros(0)
         if bbox.shape != (4, ):
             raise ValueError(f'{where}: instances[{k}]["bbox"] must be [x1, y1, x2, y2], got '
                              f'{instance["bbox"]!r}')
@@ -145,14 +167,17 @@ def load_records_json(path: str) -> List[Dict[str, Any]]:
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'prediction file not found: {path}')
-    with open(path) as f:
+    with open(path, 'rb') as f:
         try:
-            content = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f'{path} is not valid JSON: {error}') from error
+            content = loads_json(f.read())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f'{path} is not valid JSON: {error}') from None
     if not isinstance(content, dict) or content.get('format') != RECORDS_JSON_FORMAT:
         raise ValueError(f'{path} is not an FROC record file (expected "format": '
                          f'"{RECORDS_JSON_FORMAT}", as FROCMetric(outfile_prefix=...) writes)')
+    if not isinstance(content.get('images'), list):
+        raise ValueError(f"{path}: 'images' must be a list of image records, got "
+                         f"{_summary(content.get('images', '<missing>'))}")
     records = []
     for k, image in enumerate(content['images']):
         try:
@@ -218,6 +243,12 @@ def _to_numpy(value: Any, dtype: type) -> np.ndarray:
     if hasattr(value, 'detach'):
         value = value.detach().cpu().numpy()
     return np.asarray(value, dtype=dtype)
+
+
+def _summary(value: Any) -> str:
+    """A short description of a value for a message: its repr, cut at 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + '...'
 
 
 def _plain(value: Any) -> Any:

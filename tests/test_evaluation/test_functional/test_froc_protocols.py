@@ -79,3 +79,17 @@ def test_protocol_table_and_unknown_names():
     with pytest.raises(ValueError, match=r"unknown FROC protocol 'lens'; choose one of "
                        r"\['deeplesion', 'mp3d'\]"):
         sens_at_fp(DETECTIONS, LESIONS, protocol='lens')
+
+
+def test_fp_rate_rule_refuses_a_repeated_rate_where_a_mean_is_taken():
+    from mp3d_mmdet.evaluation.functional.froc_protocols import check_fps
+    np.testing.assert_array_equal(check_fps([4, 0.5, 2, 0.5]), [4, 0.5, 2, 0.5])  # a reading
+    with pytest.raises(ValueError, match=r'fps must not repeat a rate \(0.5 is given more than '
+                       r'once\), got \[4.0, 0.5, 2.0, 0.5\]'):
+        check_fps([4, 0.5, 2, 0.5], distinct=True)
+    np.testing.assert_array_equal(check_fps([4, 0.5, 2], distinct=True), [4, 0.5, 2])
+
+
+def test_only_the_mp3d_protocol_evaluates_the_file_box():
+    assert FROC_PROTOCOLS['deeplesion'].clip_gt_to_image
+    assert not FROC_PROTOCOLS['mp3d'].clip_gt_to_image
