@@ -36,7 +36,7 @@ PROG = 'mp3d-detect-volume'
 
 def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the model and inference options shared with ``mp3d-detect-volumes``: ``--config``,
-    ``--checkpoint``, ``--device``, ``--score-thr``, ``--batch-size``, ``--pixel-spacing``,
+    ``--checkpoint``, ``--device``, ``--score-thr``, ``--batch-size``, ``--precision``, ``--pixel-spacing``,
     ``--iou-thr``, ``--max-gap``, ``--min-slices``, ``--no-progress``, ``--cfg-options``."""
     parser.add_argument('--config', required=True, help='model config (its test pipeline '
                         'defines the N-slice input)')
@@ -45,6 +45,9 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--score-thr', type=float, default=0.5,
                         help='smallest per-slice detection score kept and linked')
     parser.add_argument('--batch-size', type=int, default=4, help='slices per forward pass')
+    parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                        help='network arithmetic: auto = fp16 on CUDA, bf16 on CPUs with '
+                        'AVX512_BF16 or AMX, fp32 elsewhere')
     parser.add_argument('--pixel-spacing', type=float, default=None,
                         help='resample slices in-plane to this many mm/px before the model '
                         "(default: the config's volume_inference.pixel_spacing, else only "
@@ -136,7 +139,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         read_seconds = time.perf_counter() - start
         for warning in volume.warnings:
             print(f'{PROG}: warning: {warning}', file=sys.stderr)
-        detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
+        detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing,
+                                        args.precision)
         result = detect_lesions_in_volume(
             volume, detector=detector, batch_size=args.batch_size, score_thr=args.score_thr,
             iou_thr=args.iou_thr, max_gap=args.max_gap, min_slices=args.min_slices,

@@ -67,6 +67,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='skip volumes that cannot be read (named on stderr; exit status '
                         '1 at the end) instead of stopping')
     add_detection_arguments(parser)
+    parser.add_argument('--launcher', choices=('none', 'pytorch', 'slurm', 'mpi'),
+                        default='none', help='share the volumes among the processes started '
+                        'by torchrun (pytorch), srun (slurm) or mpirun (mpi), one results file')
     add_viewer_file_arguments(
         parser, default='none', where='per volume in OUT/volumes/<name>/ beside its '
         'detections.json, lesions.csv and overlays (html: also OUT/index.html; dicom-sr: every '
@@ -123,6 +126,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from mp3d_mmdet.volume import (InferenceSetupError, VolumeInputError, VolumeLesionDetector,
                                  batch_settings, check_unique_names, detect_volume_batch,
+                                 init_launcher,
                                  load_inference_config, parse_output_formats,
                                  volume_detect_function, write_volume_outputs)
 
@@ -130,7 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         tqdm.write(f'{PROG}: warning: {message}', file=sys.stderr)
 
     def make_detect():
-        detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
+        detector = VolumeLesionDetector(cfg, args.checkpoint, device, args.pixel_spacing,
+                                        args.precision)
         for message in detector.warnings:
             warn(message)
         return volume_detect_function(detector, batch_size=args.batch_size,
@@ -143,6 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                              label_score_thr=args.label_score_thr)
 
     try:
+        device = init_launcher(args.launcher, args.device)
         inputs = _collect_inputs(args, warn)
         check_unique_names(inputs)
         formats = parse_output_formats(
@@ -151,12 +157,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = load_inference_config(args.config, args.cfg_options)
         settings = batch_settings(args.config, args.checkpoint, args.cfg_options,
                                   args.score_thr, args.pixel_spacing, args.iou_thr,
-                                  args.max_gap, args.min_slices, cfg=cfg)
+                                  args.max_gap, args.min_slices, cfg=cfg,
+                                  precision=args.precision, device=device)
         summary = detect_volume_batch(
             inputs, args.out, settings, make_detect, restart=args.restart,
             keep_going=args.keep_going, progress=not args.no_progress, report=warn,
             restart_option='--restart', on_result=write_volume_files if formats else None)
-        if 'html' in formats:
+        if 'html' in formats and summary.is_main:
             _write_index(args.out, summary.path)
     except (VolumeInputError, InferenceSetupError, ValueError) as error:
         print(f'{PROG}: error: {error}', file=sys.stderr)
@@ -169,6 +176,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'{PROG}: interrupted; finished volumes are in {args.out}: rerun the same '
               'command to resume', file=sys.stderr)
         return 130
+    if not summary.is_main:
+        return 0
     print(f'{PROG}: {len(summary.done)} volume(s) detected, {len(summary.skipped)} already '
           f'done, {len(summary.failed)} unreadable; results: {summary.path}')
     if summary.failed:

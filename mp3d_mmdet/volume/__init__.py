@@ -10,7 +10,9 @@ Layered one way, each layer importing only those before it:
 ``outputs``         ``detections.json``, ``lesions.csv``, overlays, 3D Slicer markups, a NIfTI
                     label map, a DICOM SR, an HTML report (:func:`write_volume_outputs`)
 ``inputs``,         many volumes: their inputs (list, folder, DeepLesion), one resumable
-``results_file``,   results file, the batch loop (:func:`detect_volume_batch`)
+``results_file``,   results file, reading ahead, processes sharing a batch (torchrun, Slurm),
+``prefetch``,       the batch loop (:func:`detect_volume_batch`)
+``distributed``,
 ``batch``
 ==================  ===========================================================================
 
@@ -21,13 +23,16 @@ from .inference import *  # noqa: F401,F403
 from .outputs import *  # noqa: F401,F403
 from .inputs import *  # noqa: F401,F403
 from .results_file import *  # noqa: F401,F403
+from .prefetch import *  # noqa: F401,F403
+from .distributed import *  # noqa: F401,F403
 from .batch import *  # noqa: F401,F403
 
 __all__ = [
     'VolumeInputError', 'VolumeGeometry', 'CTVolume', 'SUPPORTED_FILE_SUFFIXES',
     'STANDARD_ORIENTATION', 'read_ct_volume', 'DeepLesionSubvolume', 'list_deeplesion_subvolumes',
     'read_deeplesion_subvolume', 'parse_subvolume_name', 'write_deeplesion_subvolume_nifti',
-    'DEEPLESION_SOURCE_FORMAT', 'InferenceSetupError', 'SliceInputSettings',
+    'DEEPLESION_SOURCE_FORMAT', 'InferenceSetupError', 'PRECISIONS', 'cpu_bf16_flags',
+    'precision_context', 'resolve_precision', 'SliceInputSettings',
     'load_inference_config', 'slice_input_settings', 'plan_in_plane_resize', 'test_pipeline_cfg',
     'is_resize_transform', 'SliceDetections', 'VolumeLesionDetector', 'LinkedTrack',
     'LesionCandidate', 'link_slice_detections', 'measure_lesion_candidates',
@@ -43,6 +48,9 @@ __all__ = [
     'VolumeInput', 'volume_name_of_path', 'volume_inputs_from_paths',
     'volume_inputs_from_list_file', 'volume_inputs_from_folder', 'volume_inputs_from_deeplesion',
     'check_unique_names', 'RESULTS_FILE_NAME', 'RESULTS_FORMAT', 'RESULTS_FORMAT_VERSION',
-    'candidate_boxes_3d', 'volume_record', 'read_volume_detections', 'VolumeResultsFile',
-    'batch_settings', 'BatchSummary', 'detect_volume_batch', 'volume_detect_function'
+    'candidate_boxes_3d', 'volume_record', 'read_volume_detections', 'read_partial_results',
+    'VolumeResultsFile', 'READ_ERRORS', 'prefetched', 'LAUNCHERS', 'init_launcher', 'dist_info',
+    'part_file_name', 'absorb_part_files', 'share_of', 'broadcast_from_first', 'gather_all',
+    'PartFileProgress', 'batch_settings', 'BatchSummary', 'DistributedBatchError',
+    'detect_volume_batch', 'volume_detect_function'
 ]
