@@ -243,6 +243,18 @@ def _batch_command(listing: str, out: str, config: str, checkpoint: str, args: l
     return time.perf_counter() - start
 
 
+class _Rows(list):
+    """The report's rows, each printed as it is added: (name, slices/s, rate compared with)."""
+
+    def append(self, row: tuple) -> None:
+        if not self:
+            print(f'\n{"":64s} {"slices/s":>9s} {"ratio":>7s}')
+        name, rate, base = row
+        ratio = '' if base is None else f'{rate / base:7.2f}'
+        print(f'{name:64s} {rate:9.2f} {ratio:>7s}', flush=True)
+        super().append(row)
+
+
 def throughput(args: argparse.Namespace) -> int:
     """The ``--throughput`` report (module docstring)."""
     from mp3d_mmdet.volume import (batch_settings, cpu_bf16_flags, detect_volume_batch,
@@ -262,7 +274,7 @@ def throughput(args: argparse.Namespace) -> int:
         inputs = volume_inputs_from_list_file(listing)
         volumes = [item.read() for item in inputs]
         _network_rate(detector, volumes[:1], 1)  # warm-up
-        rows = []
+        rows = _Rows()
         network = _network_rate(detector, volumes, 1)
         rows.append(('tiny model, network only, batch 1', network, None))
         rows.append((f'tiny model, network only, batch {k}',
@@ -301,12 +313,7 @@ def throughput(args: argparse.Namespace) -> int:
         else:
             print('bf16: not supported on this CPU (no avx512_bf16 / amx_bf16): --precision '
                   'auto uses fp32')
-    print(f'\n{"":64s} {"slices/s":>9s} {"ratio":>7s}')
-    for name, rate, base in rows:
-        ratio = '' if base is None else f'{rate / base:7.2f}'
-        print(f'{name:64s} {rate:9.2f} {ratio:>7s}')
-    print('(ratio: to the row above it that it is compared with: batch 1, network only, '
-          '1 process, fp32)')
+    print('(ratio: to the row it is compared with: batch 1, network only, 1 process, fp32)')
     return 0
 
 
