@@ -26,6 +26,7 @@ from mmengine.config import DictAction
 from tqdm import tqdm
 
 from ..datasets import SPLIT_CODES
+from ..volume.inference.precision import PRECISIONS
 
 #: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
 INTERRUPTED_STATUS = 130
@@ -142,7 +143,8 @@ def add_hit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the model and inference options of the volume detection commands: ``--config``,
-    ``--checkpoint``, ``--device``, ``--score-thr``, ``--batch-size``, ``--pixel-spacing``,
+    ``--checkpoint``, ``--device``, ``--score-thr``, ``--batch-size``, ``--precision``,
+    ``--pixel-spacing``,
     ``--iou-thr``, ``--max-gap``, ``--min-slices``, ``--no-progress``, ``--cfg-options``
     (checked by :func:`check_detection_arguments`)."""
     parser.add_argument('--config', required=True, help='model config (its test pipeline '
@@ -152,6 +154,9 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--score-thr', type=float, default=0.5,
                         help='smallest per-slice detection score kept and linked')
     parser.add_argument('--batch-size', type=int, default=4, help='slices per forward pass')
+    parser.add_argument('--precision', choices=PRECISIONS, default='auto',
+                        help='network arithmetic: auto = fp16 on CUDA, bf16 on CPUs with '
+                        'AVX512_BF16 or AMX, fp32 elsewhere')
     parser.add_argument('--pixel-spacing', type=float, default=None,
                         help='resample slices in-plane to this many mm/px before the model '
                         "(default: the config's volume_inference.pixel_spacing, else only "

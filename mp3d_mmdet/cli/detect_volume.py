@@ -90,7 +90,8 @@ def detect_volume(args: argparse.Namespace) -> None:
                                                    explicit='dicom-sr' in args.formats.lower())
         if skipped is not None:
             warn(PROG, skipped)
-        detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
+        detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing,
+                                        args.precision)
         result = detect_lesions_in_volume(
             volume, detector=detector, batch_size=args.batch_size, score_thr=args.score_thr,
             iou_thr=args.iou_thr, max_gap=args.max_gap, min_slices=args.min_slices,

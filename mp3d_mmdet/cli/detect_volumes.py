@@ -36,6 +36,7 @@ import sys
 import warnings
 from typing import Callable, List, Optional
 
+from ..volume.distributed import LAUNCHERS
 from .common import (CliError, add_detection_arguments, add_split_argument,
                      add_viewer_file_arguments, check_detection_arguments, make_parser,
                      run_command, warn)
@@ -66,6 +67,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='skip volumes that cannot be read (named on stderr; exit status '
                         '1 at the end) instead of stopping')
     add_detection_arguments(parser)
+    parser.add_argument('--launcher', choices=LAUNCHERS,
+                        default='none', help='share the volumes among the processes started '
+                        'by torchrun (pytorch), srun (slurm) or mpirun (mpi), one results file')
     add_viewer_file_arguments(
         parser, default='none', where='per volume in OUT/volumes/<name>/ beside its '
         'detections.json, lesions.csv and overlays (html: also OUT/index.html; dicom-sr: every '
@@ -132,7 +136,7 @@ def detect_volumes(args: argparse.Namespace) -> None:
         ValueError: unusable inputs, config, checkpoint, device, --formats or results file.
     """
     from mp3d_mmdet.volume import (VolumeLesionDetector, batch_settings, check_unique_names,
-                                   detect_volume_batch, load_inference_config,
+                                   detect_volume_batch, init_launcher, load_inference_config,
                                    parse_output_formats, volume_detect_function,
                                    write_volume_outputs)
 
@@ -140,7 +144,8 @@ def detect_volumes(args: argparse.Namespace) -> None:
         warn(PROG, message)
 
     def make_detect():
-        detector = VolumeLesionDetector(cfg, args.checkpoint, args.device, args.pixel_spacing)
+        detector = VolumeLesionDetector(cfg, args.checkpoint, device, args.pixel_spacing,
+                                        args.precision)
         for message in detector.warnings:
             report(message)
         return volume_detect_function(detector, batch_size=args.batch_size,
@@ -153,6 +158,7 @@ def detect_volumes(args: argparse.Namespace) -> None:
                              label_score_thr=args.label_score_thr)
 
     # an error (a missing path, a full disk ...) leaves the finished lines in the results file
+    device = init_launcher(args.launcher, args.device)
     inputs = _collect_inputs(args, report)
     check_unique_names(inputs)
     formats = parse_output_formats(
@@ -161,13 +167,16 @@ def detect_volumes(args: argparse.Namespace) -> None:
     cfg = load_inference_config(args.config, args.cfg_options)
     settings = batch_settings(args.config, args.checkpoint, args.cfg_options,
                               args.score_thr, args.pixel_spacing, args.iou_thr,
-                              args.max_gap, args.min_slices, cfg=cfg)
+                              args.max_gap, args.min_slices, cfg=cfg,
+                              precision=args.precision, device=device)
     summary = detect_volume_batch(
         inputs, args.out, settings, make_detect, restart=args.restart,
         keep_going=args.keep_going, progress=not args.no_progress, report=report,
         restart_option='--restart', on_result=write_volume_files if formats else None)
-    if 'html' in formats:
+    if 'html' in formats and summary.is_main:
         _write_index(args.out, summary.path)
+    if not summary.is_main:
+        return
     print(f'{PROG}: {len(summary.done)} volume(s) detected, {len(summary.skipped)} already '
           f'done, {len(summary.failed)} unreadable; results: {summary.path}')
     if summary.failed:

@@ -1,7 +1,10 @@
 """Lesion detection over many CT volumes, into one resumable results file.
 
-:func:`detect_volume_batch` reads each pending input (:mod:`.inputs`), detects its lesions
-and appends its line to the results file (:mod:`.results_file`: format and resume rules);
+:func:`detect_volume_batch` reads each pending input (:mod:`.inputs`; the next one is read
+while the network works on the current one, :mod:`.prefetch`), detects its lesions and appends
+its line to the results file (:mod:`.results_file`: format and resume rules). Started by
+torchrun / srun / mpirun (:func:`~mp3d_mmdet.volume.distributed.init_launcher`), the
+processes share the pending volumes and write one results file (:mod:`.distributed`).
 :func:`batch_settings` is what the file's header records of the model and settings, so that a
 run resumed with other settings is refused.
 """
@@ -9,16 +12,21 @@ import hashlib
 import json
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from .distributed import (PartFileProgress, absorb_part_files, broadcast_from_first, dist_info,
+                          gather_all, part_file_name, share_of)
 from .inference.detection import detect_lesions_in_volume
+from .inference.precision import resolve_precision
 from .inputs import VolumeInput, check_unique_names
-from .io.ct_volume import CTVolume, VolumeInputError
+from .io.ct_volume import CTVolume
+from .prefetch import prefetched
 from .results_file import VolumeResultsFile, volume_record
 
-__all__ = ['batch_settings', 'BatchSummary', 'detect_volume_batch', 'volume_detect_function']
+__all__ = ['batch_settings', 'BatchSummary', 'DistributedBatchError', 'detect_volume_batch',
+           'volume_detect_function']
 
 
 def _file_sha256(path: str) -> str:
@@ -32,7 +40,8 @@ def _file_sha256(path: str) -> str:
 def batch_settings(config: Any, checkpoint: Optional[str],
                    cfg_options: Optional[Dict[str, Any]] = None, score_thr: float = 0.5,
                    pixel_spacing: Optional[float] = None, iou_thr: float = 0.3,
-                   max_gap: int = 1, min_slices: int = 1, cfg: Any = None) -> Dict[str, Any]:
+                   max_gap: int = 1, min_slices: int = 1, cfg: Any = None,
+                   precision: str = 'auto', device: str = 'cpu') -> Dict[str, Any]:
     """The settings recorded in (and compared with) a results file's header.
 
     Args:
@@ -43,13 +52,15 @@ def batch_settings(config: Any, checkpoint: Optional[str],
             :func:`~mp3d_mmdet.volume.detect_lesions_in_volume`.
         cfg (Config | None): ``config`` already loaded with ``cfg_options``
             (:func:`~mp3d_mmdet.volume.load_inference_config`), to save loading it again.
+        precision, device: the network's precision on ``device``
+            (:func:`~mp3d_mmdet.volume.resolve_precision`; the resolved one is recorded).
 
     Returns:
         dict: JSON-ready: ``config`` (absolute path), ``config_sha256`` (digest of the loaded
         config's ``model``, test pipeline and ``volume_inference``: what inference uses, base
         files and overrides included), ``cfg_options``, ``checkpoint`` (absolute path),
         ``checkpoint_sha256`` (of the file), ``score_thr``, ``pixel_spacing``, ``iou_thr``,
-        ``max_gap``, ``min_slices``.
+        ``max_gap``, ``min_slices``, ``precision`` (``fp32``, ``bf16`` or ``fp16``).
 
     Raises:
         InferenceSetupError: the config cannot be loaded, the checkpoint is missing or not a
@@ -59,6 +70,7 @@ def batch_settings(config: Any, checkpoint: Optional[str],
 
     from ..utils.checkpoint_files import CheckpointFileError, check_checkpoint_file
     from .inference.detector import InferenceSetupError, load_inference_config
+    precision = resolve_precision(precision, device)
     if cfg is None:
         cfg = load_inference_config(config, cfg_options)
     try:
@@ -83,21 +95,24 @@ def batch_settings(config: Any, checkpoint: Optional[str],
         checkpoint=None if checkpoint is None else osp.abspath(checkpoint),
         checkpoint_sha256=checkpoint_digest, score_thr=float(score_thr),
         pixel_spacing=None if pixel_spacing is None else float(pixel_spacing),
-        iou_thr=float(iou_thr), max_gap=int(max_gap), min_slices=int(min_slices))
+        iou_thr=float(iou_thr), max_gap=int(max_gap), min_slices=int(min_slices),
+        precision=precision)
 
 
 @dataclass
 class BatchSummary:
-    """What :func:`detect_volume_batch` did.
+    """What :func:`detect_volume_batch` did (in a distributed batch: all processes together).
 
     Attributes:
         path (str): the results file.
-        done (list[str]): volumes detected and written by this run, in order.
+        done (list[str]): volumes detected and written by this run, in input order.
         skipped (list[str]): inputs already in the file (not redone).
         failed (dict[str, str]): ``keep_going`` only: volumes that could not be read ->
             the one-line reason (not written; a rerun tries them again).
         not_in_inputs (list[str]): volumes in the file that are not among the inputs.
-        warnings (list[str]): every warning reported during the run.
+        warnings (list[str]): every warning reported during the run (by this process).
+        is_main (bool): this process is the batch's first (rank 0; True for one process):
+            the one to report the summary and to write files about the whole batch.
     """
     path: str
     done: List[str] = field(default_factory=list)
@@ -105,6 +120,12 @@ class BatchSummary:
     failed: Dict[str, str] = field(default_factory=dict)
     not_in_inputs: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    is_main: bool = True
+
+
+class DistributedBatchError(ValueError):
+    """A process of a distributed batch failed; the others' volumes are in the results
+    file. The message is one line naming the failures and the volumes still missing."""
 
 
 def volume_detect_function(detector: Any, batch_size: int = 4, score_thr: float = 0.5,
@@ -119,16 +140,51 @@ def volume_detect_function(detector: Any, batch_size: int = 4, score_thr: float 
     return detect
 
 
+def _read_with_stamp(item: VolumeInput) -> Tuple[Dict[str, int], CTVolume]:
+    stamp = item.stamp()  # before reading: a change while reading is seen by the next run
+    return stamp, item.read()
+
+
+def _detect_share(todo: Sequence[VolumeInput], results: VolumeResultsFile,
+                  make_detect: Callable[[], Callable[[CTVolume], Any]], keep_going: bool,
+                  on_result: Optional[Callable[[VolumeInput, Any], None]], prefetch: int,
+                  summary: BatchSummary, note: Callable[[str], None],
+                  step: Callable[[], None]) -> None:
+    """Detect ``todo`` in order, appending each volume's line to ``results``."""
+    detect = make_detect()
+    for item, read, error in prefetched(todo, _read_with_stamp, prefetch):
+        if error is not None:
+            if not keep_going:
+                raise error
+            summary.failed[item.name] = str(error)
+            note(f'{item.name}: skipped, cannot be read: {error}')
+            step()
+            continue
+        stamp, volume = read
+        result = detect(volume)
+        for message in result.warnings:
+            note(message)
+        if on_result is not None:
+            on_result(item, result)
+        results.append(volume_record(item, volume, result.candidates, stamp))
+        summary.done.append(item.name)
+        del read, volume, result  # the next volume is read while only this one is held
+        step()
+
+
 def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: Dict[str, Any],
                         make_detect: Callable[[], Callable[[CTVolume], Any]],
                         restart: bool = False, keep_going: bool = False,
                         progress: bool = True,
                         report: Optional[Callable[[str], None]] = None,
                         restart_option: str = 'restart=True',
-                        on_result: Optional[Callable[[VolumeInput, Any], None]] = None
-                        ) -> BatchSummary:
+                        on_result: Optional[Callable[[VolumeInput, Any], None]] = None,
+                        prefetch: int = 1) -> BatchSummary:
     """Detect lesions in every volume not yet in ``out_dir/detections_3d.jsonl`` and append
-    one line per volume as it finishes (rules: module docstring).
+    one line per volume as it finishes (rules: module docstring). In a distributed run
+    (``torch.distributed`` initialised, e.g. by
+    :func:`~mp3d_mmdet.volume.distributed.init_launcher`) every process calls it with the same
+    arguments and detects its share (:mod:`.distributed`).
 
     Args:
         inputs (Sequence[VolumeInput]): the volumes (unique names).
@@ -142,7 +198,8 @@ def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: D
         restart (bool): start a new results file (see :class:`VolumeResultsFile`).
         keep_going (bool): a volume that cannot be read (``VolumeInputError``, ``ValueError``
             or ``OSError`` while reading) is reported and skipped instead of stopping the run.
-        progress (bool): a tqdm bar over the volumes (finished ones counted from the start).
+        progress (bool): a tqdm bar over the volumes (finished ones counted from the start;
+            distributed: on rank 0, over the whole job).
         report (callable | None): called with each warning line as it happens (the volume's
             and the results file's warnings, skipped volumes); they are also collected in
             :attr:`BatchSummary.warnings`.
@@ -150,6 +207,7 @@ def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: D
         on_result (callable | None): called with each input and its detection result before
             the volume's line is appended (e.g. to write the volume's viewer files): an
             interruption in it leaves the volume to be redone.
+        prefetch (int): volumes read ahead in a background thread (0: none).
 
     Returns:
         BatchSummary
@@ -159,48 +217,140 @@ def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: D
             :meth:`VolumeResultsFile.pending`; without ``keep_going``, an unreadable volume
             (finished volumes stay in the file).
         InferenceSetupError: from ``make_detect`` / ``detect``.
+        DistributedBatchError: distributed, a process failed (on every process).
     """
     check_unique_names(inputs)
-    summary: Optional[BatchSummary] = None
+    rank, world = dist_info()
+    summary = BatchSummary(path='', is_main=rank == 0)
 
     def note(message: str) -> None:
         summary.warnings.append(message)
         if report is not None:
             report(message)
 
+    if world > 1:
+        return _detect_distributed(inputs, out_dir, settings, make_detect, restart, keep_going,
+                                   progress, restart_option, on_result, prefetch, summary,
+                                   note, rank, world)
     with VolumeResultsFile(out_dir, settings, restart, restart_option) as results:
-        summary = BatchSummary(path=results.path)
-        for message in results.warnings:
+        summary.path = results.path
+        for message in results.warnings + absorb_part_files(results, out_dir, restart):
             note(message)
-        todo = results.pending(inputs)
-        names = {item.name for item in inputs}
-        summary.skipped = [item.name for item in inputs if item.name in results.records]
-        summary.not_in_inputs = [name for name in results.records if name not in names]
-        if not todo:
-            return summary
-        detect = make_detect()
-        bar = tqdm(total=len(inputs), initial=len(inputs) - len(todo), desc='volumes',
-                   unit='volume', disable=not progress, dynamic_ncols=True)
-        try:
-            for item in todo:
-                bar.set_postfix_str(item.name, refresh=False)
-                try:
-                    volume = item.read()
-                except (VolumeInputError, ValueError, OSError) as error:
-                    if not keep_going:
-                        raise
-                    summary.failed[item.name] = str(error)
-                    note(f'{item.name}: skipped, cannot be read: {error}')
-                    bar.update(1)
-                    continue
-                result = detect(volume)
-                for message in result.warnings:
-                    note(message)
-                if on_result is not None:
-                    on_result(item, result)
-                results.append(volume_record(item, volume, result.candidates))
-                summary.done.append(item.name)
-                bar.update(1)
-        finally:
-            bar.close()
+        todo = _pending(results, inputs, summary, note)
+        if todo:
+            bar = tqdm(total=len(inputs), initial=len(inputs) - len(todo), desc='volumes',
+                       unit='volume', disable=not progress, dynamic_ncols=True)
+            try:
+                _detect_share(todo, results, make_detect, keep_going, on_result, prefetch,
+                              summary, note, lambda: bar.update(1))
+            finally:
+                bar.close()
+        results.finish(inputs)
     return summary
+
+
+def _pending(results: VolumeResultsFile, inputs: Sequence[VolumeInput], summary: BatchSummary,
+             note: Callable[[str], None]) -> List[VolumeInput]:
+    """:meth:`VolumeResultsFile.pending`, its warnings noted, ``skipped`` and
+    ``not_in_inputs`` filled in."""
+    known = len(results.warnings)
+    todo = results.pending(inputs)
+    for message in results.warnings[known:]:
+        note(message)
+    names = {item.name for item in inputs}
+    summary.skipped = [item.name for item in inputs if item.name in results.records]
+    summary.not_in_inputs = [name for name in results.records if name not in names]
+    return todo
+
+
+def _detect_distributed(inputs: Sequence[VolumeInput], out_dir: str, settings: Dict[str, Any],
+                        make_detect: Callable[[], Callable[[CTVolume], Any]], restart: bool,
+                        keep_going: bool, progress: bool, restart_option: str,
+                        on_result: Optional[Callable[[VolumeInput, Any], None]],
+                        prefetch: int, summary: BatchSummary, note: Callable[[str], None],
+                        rank: int, world: int) -> BatchSummary:
+    """:func:`detect_volume_batch` in process ``rank`` of ``world`` (:mod:`.distributed`)."""
+    results = None
+    plan: Dict[str, Any] = {}
+    try:
+        if rank == 0:
+            try:
+                results = VolumeResultsFile(out_dir, settings, restart, restart_option)
+                for message in results.warnings + absorb_part_files(results, out_dir, restart):
+                    note(message)
+                todo = _pending(results, inputs, summary, note)
+                plan = dict(path=results.path, todo=[item.name for item in todo],
+                            skipped=summary.skipped, not_in_inputs=summary.not_in_inputs)
+            except Exception as error:
+                plan = dict(error=error)
+                raise
+            finally:
+                plan = broadcast_from_first(plan)
+        else:
+            plan = broadcast_from_first(plan)
+            if 'path' not in plan:
+                raise plan.get('error') or DistributedBatchError(
+                    'process 0 stopped before opening the results file')
+        summary.path, summary.skipped = plan['path'], plan['skipped']
+        summary.not_in_inputs = plan['not_in_inputs']
+        by_name = {item.name: item for item in inputs}
+        mine = share_of([by_name[name] for name in plan['todo']], rank, world)
+        problem = None
+        if plan['todo']:
+            problem = _detect_part(mine, out_dir, settings, make_detect, keep_going, on_result,
+                                   prefetch, summary, note, rank, world, progress,
+                                   len(inputs) - len(plan['todo']), len(inputs))
+        states = gather_all(dict(done=summary.done, failed=summary.failed, problem=problem))
+        merge_error = None
+        if rank == 0:
+            try:
+                absorb_part_files(results, out_dir, restart=False)
+                results.finish(inputs)
+            except Exception as error:
+                merge_error = f'merging the part files into {results.path}: {error}'
+        merge_error = broadcast_from_first(merge_error)
+    finally:
+        if results is not None:
+            results.close()
+    done = {name for state in states for name in state['done']}
+    summary.done = [name for name in plan['todo'] if name in done]
+    summary.failed = {name: reason for state in states for name, reason in
+                      state['failed'].items()}
+    problems = [f"process {r}: {state['problem']}" for r, state in enumerate(states)
+                if state['problem']] + ([merge_error] if merge_error else [])
+    if problems:
+        missing = [name for name in plan['todo'] if name not in done and
+                   name not in summary.failed]
+        raise DistributedBatchError(
+            f"{'; '.join(problems)}; {len(missing)} volume(s) not detected "
+            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): rerun the same "
+            'command to complete them')
+    return summary
+
+
+def _detect_part(mine: Sequence[VolumeInput], out_dir: str, settings: Dict[str, Any],
+                 make_detect: Callable[[], Callable[[CTVolume], Any]], keep_going: bool,
+                 on_result: Optional[Callable[[VolumeInput, Any], None]], prefetch: int,
+                 summary: BatchSummary, note: Callable[[str], None], rank: int, world: int,
+                 progress: bool, initial: int, total: int) -> Optional[str]:
+    """Detect this process's share into its part file; the one-line reason it stopped
+    early (an exception other than KeyboardInterrupt), or None."""
+    bar = tqdm(total=total, initial=initial, desc='volumes', unit='volume',
+               disable=not progress or rank != 0, dynamic_ncols=True)
+    monitor = PartFileProgress(out_dir, world, lambda count: bar.update(
+        initial + count - bar.n) if initial + count > bar.n else None)
+    try:
+        with VolumeResultsFile(out_dir, settings, restart=True,
+                               file_name=part_file_name(rank), lock=False) as part, \
+                monitor.running():
+            if mine:
+                _detect_share(mine, part, make_detect, keep_going, on_result, prefetch,
+                              summary, note, lambda: None)
+    except Exception as error:  # reported by every process, after the others finished
+        note(f'process {rank}: {type(error).__name__}: {error}')
+        return f'{type(error).__name__}: {error}'
+    finally:
+        if rank == 0:
+            bar.update(max(0, initial + monitor.lines() + len(summary.failed) - bar.n))
+        bar.close()
+    return None

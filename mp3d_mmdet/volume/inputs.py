@@ -15,6 +15,12 @@
 A volume's ``name`` is its DeepLesion sub-volume name, else the file name without its volume
 suffix (``scan.nii.gz`` -> ``scan``; another suffix SimpleITK reads: the last one), or the
 DICOM folder's name. Two inputs of one name are a one-line error.
+
+**Input stamp** (:meth:`VolumeInput.stamp`): the number of files read, their total size and
+their latest modification time (ns): the volume file (a ``.mhd`` / ``.nhdr`` header with the
+data files of its name beside it), the DICOM folder's files, or a DeepLesion sub-volume's slice
+files. The results file records it, so that a resumed batch redoes a volume whose files
+changed since.
 """
 import os
 import os.path as osp
@@ -32,6 +38,8 @@ from .io.deeplesion_subvolumes import (DeepLesionSubvolume, list_deeplesion_subv
 __all__ = ['VolumeInput', 'volume_name_of_path', 'volume_inputs_from_paths',
            'volume_inputs_from_list_file', 'volume_inputs_from_folder',
            'volume_inputs_from_deeplesion', 'check_unique_names']
+
+_DETACHED_HEADER_SUFFIXES = ('.mhd', '.nhdr')
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,29 @@ class VolumeInput:
     z_offset: int = 0
     subvolume: Optional[DeepLesionSubvolume] = None
     deeplesion_root: Optional[str] = None
+
+    def files(self) -> List[str]:
+        """The files :meth:`read` reads (existing ones; module docstring)."""
+        if self.subvolume is not None:
+            paths = self.subvolume.slice_paths(self.deeplesion_root)
+        elif osp.isdir(self.source):
+            paths = [osp.join(self.source, entry) for entry in sorted(os.listdir(self.source))
+                     if not entry.startswith('.')]
+        elif self.source.lower().endswith(_DETACHED_HEADER_SUFFIXES):
+            folder, base = osp.split(self.source)
+            stem = base.rsplit('.', 1)[0] + '.'
+            paths = [osp.join(folder, entry) for entry in sorted(os.listdir(folder or '.'))
+                     if entry.startswith(stem)]
+        else:
+            paths = [self.source]
+        return [path for path in paths if osp.isfile(path)]
+
+    def stamp(self) -> Dict[str, int]:
+        """``{'files': n, 'bytes': total size, 'mtime_ns': latest modification}`` of
+        :meth:`files` (all 0 when none exists)."""
+        stats = [os.stat(path) for path in self.files()]
+        return {'files': len(stats), 'bytes': int(sum(s.st_size for s in stats)),
+                'mtime_ns': int(max((s.st_mtime_ns for s in stats), default=0))}
 
     def read(self) -> CTVolume:
         """Read the volume (:func:`read_deeplesion_subvolume` or :func:`read_ct_volume`)."""

@@ -7,7 +7,8 @@ its model and test pipeline, checkpoint and its SHA-256, score threshold, in-pla
 linking parameters), then one line per finished volume::
 
     {"name": str, "source": str, "shape_xyz": [X, Y, Z], "spacing_mm_xyz": [sx, sy, sz],
-     "z_offset": int, "boxes": [[x1, y1, z1, x2, y2, z2, score], ...]}
+     "z_offset": int, "boxes": [[x1, y1, z1, x2, y2, z2, score], ...],
+     "input_stamp": {"files": int, "bytes": int, "mtime_ns": int}}
 
 ``source`` is the absolute path read (file, DICOM folder, or DeepLesion series folder).
 ``boxes`` are the volume's 3D lesion candidates in its voxel indices (:func:`candidate_boxes_3d`:
@@ -15,7 +16,9 @@ linking parameters), then one line per finished volume::
 pixel coordinates as the detector returns them; ``z1``/``z2`` its first and last slice,
 inclusive; ``score`` its max score), by decreasing score. ``z_offset`` is the slice number of
 voxel ``z = 0``: the first slice number of a DeepLesion sub-volume (so ``z + z_offset`` is the
-whole-series slice number the LENS annotations use), 0 for other inputs.
+whole-series slice number the LENS annotations use), 0 for other inputs. ``input_stamp``
+(:meth:`VolumeInput.stamp`, taken before the volume was read) is optional: files written
+before it existed lack it.
 
 **Resuming** (:class:`VolumeResultsFile`, :func:`detect_volume_batch`). Each volume's line is
 appended, flushed and ``fsync``-ed when the volume is finished. A new run on the same folder
@@ -24,8 +27,12 @@ writing) is cut off with a warning and its volume redone. A file written with ot
 is refused (one line naming the first differing setting) unless ``restart`` is set, which
 starts a new file in its place (its earlier lines are discarded; nothing else in the folder is
 touched). A finished volume recorded from another source path than the input of that name now
-is refused the same way. The folder is locked (``flock``) while a run appends to it, so a
-second run on it fails at once instead of mixing lines.
+is refused the same way. A finished volume whose input stamp differs from its files' now (they
+changed since) is dropped from the file with a warning and detected again
+(:meth:`VolumeResultsFile.pending`). The folder is locked (``flock``) while a run appends to
+it, so a second run on it fails at once instead of mixing lines. At the end of a run the file
+lists its volumes in input order (:meth:`VolumeResultsFile.finish`), however they were
+resumed or shared among processes (:mod:`.distributed`).
 
 :func:`read_volume_detections` reads a results file (boxes as ``(n, 7)`` float64 arrays);
 every malformed line is a one-line ``ValueError`` naming the file and line.
@@ -52,7 +59,8 @@ except ImportError:  # pragma: no cover - not POSIX: no locking
     fcntl = None
 
 __all__ = ['RESULTS_FILE_NAME', 'RESULTS_FORMAT', 'RESULTS_FORMAT_VERSION', 'candidate_boxes_3d',
-           'volume_record', 'read_volume_detections', 'VolumeResultsFile']
+           'volume_record', 'read_volume_detections', 'read_partial_results',
+           'VolumeResultsFile']
 
 #: The results file a batch writes in its output folder.
 RESULTS_FILE_NAME = 'detections_3d.jsonl'
@@ -62,6 +70,7 @@ RESULTS_FORMAT = 'mp3d-volume-detections-3d'
 RESULTS_FORMAT_VERSION = 1
 
 _RECORD_KEYS = ('name', 'source', 'shape_xyz', 'spacing_mm_xyz', 'z_offset', 'boxes')
+_STAMP_KEYS = ('files', 'bytes', 'mtime_ns')
 _BOX_DECIMALS = 3
 
 
@@ -83,9 +92,11 @@ def candidate_boxes_3d(candidates: Sequence[LesionCandidate]) -> np.ndarray:
 
 
 def volume_record(volume_input: VolumeInput, volume: CTVolume,
-                  candidates: Sequence[LesionCandidate]) -> Dict[str, Any]:
+                  candidates: Sequence[LesionCandidate],
+                  stamp: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
     """The results-file line of a finished volume (schema: module docstring); box
-    coordinates rounded to 3 decimals, scores as computed."""
+    coordinates rounded to 3 decimals, scores as computed; ``input_stamp`` = ``stamp`` when
+    given (:meth:`VolumeInput.stamp` taken before reading)."""
     boxes = [[round(float(v), _BOX_DECIMALS) for v in row[:2]] + [int(row[2])] +
              [round(float(v), _BOX_DECIMALS) for v in row[3:5]] + [int(row[5]), float(row[6])]
              for row in candidate_boxes_3d(candidates)]
@@ -93,7 +104,8 @@ def volume_record(volume_input: VolumeInput, volume: CTVolume,
     return {'name': volume_input.name, 'source': volume_input.source,
             'shape_xyz': [int(width), int(height), int(depth)],
             'spacing_mm_xyz': [float(s) for s in volume.spacing],
-            'z_offset': int(volume_input.z_offset), 'boxes': boxes}
+            'z_offset': int(volume_input.z_offset), 'boxes': boxes,
+            **({} if stamp is None else {'input_stamp': dict(stamp)})}
 
 
 def _is_int(value: Any) -> bool:
@@ -134,6 +146,10 @@ def _record_problem(obj: Any) -> Optional[str]:
                     f'{box!r}')
         if box[0] > box[3] or box[1] > box[4] or box[2] > box[5]:
             return f'box {i} has x1 > x2, y1 > y2 or z1 > z2: {box!r}'
+    stamp = obj.get('input_stamp', {key: 0 for key in _STAMP_KEYS})
+    if not isinstance(stamp, dict) or sorted(stamp) != sorted(_STAMP_KEYS) or \
+            not all(_is_int(v) and v >= 0 for v in stamp.values()):
+        return f"'input_stamp' must map {list(_STAMP_KEYS)} to integers >= 0, got {stamp!r}"
     return None
 
 
@@ -155,6 +171,7 @@ class _ParsedResults:
     header: Dict[str, Any]
     records: Dict[str, Dict[str, Any]]
     lines: Dict[str, int]  # name -> line number
+    texts: Dict[str, str]  # name -> its line as written (without the newline)
     complete_bytes: int  # bytes up to the end of the last complete, valid line
     dropped_line: Optional[int]  # line number of a dropped incomplete last line
     needs_newline: bool  # the last (valid) line lacks its newline
@@ -175,6 +192,7 @@ def _parse_results(path: str, drop_incomplete_last_line: bool) -> _ParsedResults
     header: Optional[Dict[str, Any]] = None
     records: Dict[str, Dict[str, Any]] = {}
     lines: Dict[str, int] = {}
+    texts: Dict[str, str] = {}
     offset = 0
     complete_bytes = 0
     dropped = None
@@ -212,10 +230,11 @@ def _parse_results(path: str, drop_incomplete_last_line: bool) -> _ParsedResults
             obj = dict(obj, boxes=np.asarray(obj['boxes'], np.float64).reshape(-1, 7))
             records[name] = obj
             lines[name] = number
+            texts[name] = raw.decode('utf-8')
         complete_bytes = offset_after
         offset = offset_after
     assert header is not None
-    return _ParsedResults(header=header, records=records, lines=lines,
+    return _ParsedResults(header=header, records=records, lines=lines, texts=texts,
                           complete_bytes=complete_bytes, dropped_line=dropped,
                           needs_newline=dropped is None and not ends_with_newline)
 
@@ -243,6 +262,25 @@ def read_volume_detections(path: str) -> Tuple[Dict[str, Any], Dict[str, Dict[st
     return parsed.header, parsed.records
 
 
+def read_partial_results(path: str) -> Tuple[Dict[str, Any], Dict[str, str], Optional[str]]:
+    """Read a results file as a resuming run does: an incomplete last line (a run killed
+    while writing it) is left out.
+
+    Returns:
+        tuple: the header, ``{name: line text}`` in file order, and a warning naming the
+        line left out (None when none was).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_volume_detections`, except for the last
+            line.
+    """
+    parsed = _parse_results(path, drop_incomplete_last_line=True)
+    warning = None if parsed.dropped_line is None else (
+        f'{path}: left out the incomplete last line {parsed.dropped_line} (a run interrupted '
+        'while writing): its volume is done again')
+    return parsed.header, parsed.texts, warning
+
+
 # ---------------------------------------------------------------------------------------------
 # writing
 
@@ -264,6 +302,10 @@ class VolumeResultsFile:
             header of a new file and compared with the header of an existing one.
         restart (bool): start a new file even if one exists (its lines are discarded).
         restart_option (str): how ``restart`` is named in messages (e.g. ``'--restart'``).
+        file_name (str): the file in ``out_dir`` (another name: a process's part file of a
+            distributed batch, :mod:`.distributed`).
+        lock (bool): lock ``out_dir`` (False: a part file, the folder being locked by the
+            batch's first process).
 
     Attributes:
         path (str): the results file.
@@ -280,17 +322,18 @@ class VolumeResultsFile:
     """
 
     def __init__(self, out_dir: str, settings: Dict[str, Any], restart: bool = False,
-                 restart_option: str = 'restart=True') -> None:
+                 restart_option: str = 'restart=True', file_name: str = RESULTS_FILE_NAME,
+                 lock: bool = True) -> None:
         settings = json.loads(json.dumps(settings, allow_nan=False))
         if osp.exists(out_dir) and not osp.isdir(out_dir):
             raise ValueError(f'output folder {out_dir} exists and is not a folder')
         os.makedirs(out_dir, exist_ok=True)
-        self.path = osp.join(out_dir, RESULTS_FILE_NAME)
+        self.path = osp.join(out_dir, file_name)
         self.restart_option = restart_option
         self.warnings: List[str] = []
         self._handle = None
         self._lock_fd: Optional[int] = None
-        if fcntl is not None:
+        if fcntl is not None and lock:
             self._lock_fd = os.open(out_dir, os.O_RDONLY)
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -313,6 +356,7 @@ class VolumeResultsFile:
                           settings=settings)
         self.records: Dict[str, Dict[str, Any]] = {}
         self._lines: Dict[str, int] = {}
+        self._texts: Dict[str, str] = {}
         if osp.isfile(path) and osp.getsize(path) > 0 and not restart:
             try:
                 parsed = _parse_results(path, drop_incomplete_last_line=True)
@@ -328,6 +372,7 @@ class VolumeResultsFile:
             self.header = parsed.header
             self.records = parsed.records
             self._lines = parsed.lines
+            self._texts = parsed.texts
             self._next_line = 2 + len(parsed.records)
             if parsed.dropped_line is not None:
                 size = osp.getsize(path)
@@ -352,23 +397,67 @@ class VolumeResultsFile:
         os.fsync(self._handle.fileno())
 
     def pending(self, inputs: Sequence[VolumeInput]) -> List[VolumeInput]:
-        """The inputs not finished yet, in input order.
+        """The inputs not finished yet, in input order: those without a record, and those
+        whose files changed since their record was written (its ``input_stamp`` differs from
+        :meth:`VolumeInput.stamp` now): their records are dropped from the file, each named
+        in :attr:`warnings`.
 
         Raises:
             ValueError: a finished volume of the same name was read from another source.
         """
-        todo = []
+        todo, changed = [], []
         for item in inputs:
             record = self.records.get(item.name)
             if record is None:
                 todo.append(item)
+            elif record['source'] == item.source and 'input_stamp' in record and \
+                    record['input_stamp'] != item.stamp():
+                todo.append(item)
+                changed.append(item.name)
+                self.warnings.append(
+                    f"{item.name}: {item.source} changed since it was detected "
+                    f"({record['input_stamp']} then, {item.stamp()} now): detected again")
             elif record['source'] != item.source:
                 raise ValueError(
                     f"{self.path}: line {self._lines[item.name]}: volume {item.name!r} was "
                     f"detected in {record['source']}, the input of that name now is "
                     f'{item.source}; pass {self.restart_option} to start a new results file, '
                     'or choose another output folder')
+        if changed:
+            self._rewrite([name for name in self._texts if name not in changed])
         return todo
+
+    def merge(self, texts: Dict[str, str]) -> None:
+        """Add finished volumes' lines (e.g. from part files: :func:`read_partial_results`);
+        a line replaces the file's line of its volume. The file is rewritten atomically."""
+        for name, text in texts.items():
+            record = json.loads(text)
+            self.records[name] = dict(
+                record, boxes=np.asarray(record['boxes'], np.float64).reshape(-1, 7))
+            self._texts[name] = text
+        self._rewrite(list(self._texts))
+
+    def finish(self, inputs: Sequence[VolumeInput]) -> None:
+        """Put the file's volumes in input order (volumes not among ``inputs`` after them, in
+        file order), rewriting it atomically only if they are not."""
+        rank = {item.name: i for i, item in enumerate(inputs)}
+        order = sorted(self._texts, key=lambda name: rank.get(name, len(rank)))
+        if order != list(self._texts):
+            self._rewrite(order)
+
+    def _rewrite(self, names: Sequence[str]) -> None:
+        """Replace the file by its header and the lines of ``names`` in that order."""
+        self._handle.close()
+        self._handle = None
+        with atomic_write(self.path, encoding='utf-8') as handle:
+            handle.write(json.dumps({'header': self.header}, allow_nan=False) + '\n')
+            for name in names:
+                handle.write(self._texts[name] + '\n')
+        self._texts = {name: self._texts[name] for name in names}
+        self.records = {name: self.records[name] for name in names}
+        self._lines = {name: number for number, name in enumerate(names, start=2)}
+        self._next_line = 2 + len(names)
+        self._handle = open(self.path, 'a', encoding='utf-8')
 
     def append(self, record: Dict[str, Any]) -> None:
         """Append one volume's line (checked like a read line), flushed and fsync-ed.
@@ -381,7 +470,9 @@ class VolumeResultsFile:
             problem = f"volume {record['name']!r} is already in the file"
         if problem is not None:
             raise ValueError(f'{self.path}: cannot append: {problem}')
-        self._write(json.dumps(record, allow_nan=False) + '\n')
+        text = json.dumps(record, allow_nan=False)
+        self._write(text + '\n')
+        self._texts[record['name']] = text
         self.records[record['name']] = dict(
             record, boxes=np.asarray(record['boxes'], np.float64).reshape(-1, 7))
         self._lines[record['name']] = self._next_line

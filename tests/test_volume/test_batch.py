@@ -274,3 +274,90 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
             VolumeResultsFile(str(tmp_path / 'out'), SETTINGS)
     with VolumeResultsFile(str(tmp_path / 'out'), SETTINGS) as results:  # released
         assert results.records == {}
+
+
+def test_a_volume_whose_files_changed_is_detected_again(tmp_path, volumes):
+    inputs = [VolumeInput(name=f'case{i}', source=p) for i, p in enumerate(volumes)]
+    out = tmp_path / 'out'
+    run(inputs, out, CountingDetect())
+    path = out / RESULTS_FILE_NAME
+    lines = path.read_text().splitlines()
+    stamp = json.loads(lines[2])['input_stamp']
+    assert stamp == inputs[1].stamp() and stamp['files'] == 1 and stamp['bytes'] > 0
+    write_volume(volumes[1], depth=6, seed=9)  # replaced since: another size and time
+    detect = CountingDetect()
+    summary, _ = run(inputs, out, detect)
+    assert detect.calls == [volumes[1]] and summary.done == ['case1']
+    assert summary.skipped == ['case0', 'case2']
+    assert summary.warnings[0].startswith(f'case1: {volumes[1]} changed since it was detected (')
+    new_lines = path.read_text().splitlines()
+    assert new_lines[:2] == lines[:2] and new_lines[3] == lines[3]  # in input order
+    assert json.loads(new_lines[2])['shape_xyz'] == [24, 20, 6]
+    assert json.loads(new_lines[2])['input_stamp'] == inputs[1].stamp()
+    detect = CountingDetect()
+    run(inputs, out, detect)
+    assert detect.calls == []  # unchanged now: nothing redone
+
+
+def test_the_file_ends_in_input_order_and_takes_in_leftover_part_files(tmp_path, volumes):
+    from mp3d_mmdet.volume import part_file_name
+    inputs = [VolumeInput(name=f'case{i}', source=p) for i, p in enumerate(volumes)]
+    out = tmp_path / 'out'
+    run([inputs[2], inputs[0]], out, CountingDetect())
+    path = out / RESULTS_FILE_NAME
+    assert [json.loads(line)['name'] for line in path.read_text().splitlines()[1:]] == [
+        'case2', 'case0']
+    with pytest.raises(KeyboardInterrupt):
+        run(inputs, out, CountingDetect(interrupt_at=0))
+    reference = tmp_path / 'reference'
+    run(inputs, reference, CountingDetect())
+
+    # a process of an interrupted distributed run left case1 (and half a line) in its part
+    volume = read_ct_volume(volumes[1])
+    record = volume_record(inputs[1], volume, candidates_of(volume), inputs[1].stamp())
+    with VolumeResultsFile(str(out), SETTINGS, restart=True, file_name=part_file_name(3),
+                           lock=False) as part:
+        part.append(record)
+    with open(out / part_file_name(3), 'a') as handle:
+        handle.write('{"name": "case')
+    detect = CountingDetect()
+    summary, made = run(inputs, out, detect)
+    assert detect.calls == [] and made == [] and summary.skipped == ['case0', 'case1', 'case2']
+    assert summary.warnings == [f"{out / part_file_name(3)}: left out the incomplete last line "
+                                '3 (a run interrupted while writing): its volume is done again']
+    assert not (out / part_file_name(3)).exists()
+    assert path.read_bytes() == (reference / RESULTS_FILE_NAME).read_bytes()
+
+    with VolumeResultsFile(str(out), dict(SETTINGS, score_thr=0.1), restart=True,
+                           file_name=part_file_name(0), lock=False):
+        pass
+    with pytest.raises(ValueError, match=r'detections_3d.part-0.jsonl holds 0 volume\(s\) of an '
+                       'interrupted run with other settings than .*; pass restart=True'):
+        run(inputs, out, CountingDetect())
+    run(inputs, out, CountingDetect(), restart=True)
+    assert not (out / part_file_name(0)).exists()
+
+
+def test_prefetched_reads_ahead_in_order_bounded_and_hands_over_read_errors():
+    from mp3d_mmdet.volume import prefetched
+    started = []
+
+    def read(k):
+        started.append(k)
+        if k == 2:
+            raise OSError(f'cannot read {k}')
+        return k * 10
+
+    seen = []
+    for item, value, error in prefetched(range(5), read, ahead=1):
+        assert len(started) <= item + 2  # the one in work and at most one read ahead
+        seen.append((item, value, None if error is None else str(error)))
+    assert seen == [(0, 0, None), (1, 10, None), (2, None, 'cannot read 2'), (3, 30, None),
+                    (4, 40, None)]
+    assert list(prefetched(range(3), lambda k: -k, ahead=0)) == [
+        (0, 0, None), (1, -1, None), (2, -2, None)]
+
+    def broken(k):
+        raise RuntimeError('a bug')
+    with pytest.raises(RuntimeError, match='a bug'):
+        list(prefetched(range(3), broken, ahead=2))

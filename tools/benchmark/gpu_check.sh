@@ -157,6 +157,29 @@ run_step "synthetic DeepLesion-format data, ${SIZE} px, ${PATIENTS} patients" \
   "${MIM[@]}" test mmdet "$RUN_CONFIG" --checkpoint "$WORK/train/epoch_$EPOCHS.pth" \
   --work-dir "$WORK/test" || true
 
+detect_volume_timing() {  # mp3d-detect-volume on a 512 x 512 x 60 synthetic CT: fp32, fp16
+  "$PY" -c "import sys, SimpleITK as sitk; sys.path.insert(0, 'tools/benchmark')
+from volume_speed import SPACING, synthetic_ct
+image = sitk.GetImageFromArray(synthetic_ct(512, 60)); image.SetSpacing(SPACING)
+sitk.WriteImage(image, '$WORK/ct.nii.gz')" || return 1
+  local precision t0
+  for precision in fp32 fp16; do
+    t0=$(date +%s.%N)
+    "$PY" -m mp3d_mmdet.cli.detect_volume "$WORK/ct.nii.gz" --config "$RUN_CONFIG" \
+      --checkpoint "$WORK/train/epoch_$EPOCHS.pth" --out "$WORK/volume_$precision" \
+      --device "${MP3D_GPU_CHECK_DEVICE:-cuda}" --precision "$precision" --formats none \
+      --no-progress || return 1
+    "$PY" -c "import json, sys; t = json.load(open(sys.argv[1]))['timings_s']
+print('mp3d-detect-volume --precision $precision: %.2f s wall (start-up included), '
+      'network %.2f s for 60 slices' % ($(date +%s.%N) - $t0, t['network']))" \
+      "$WORK/volume_$precision/detections.json" | tee -a "$RESULTS/detect_volume.txt" \
+      || return 1
+  done
+}
+if [[ "$MODE" == gpu && -f "$WORK/train/epoch_$EPOCHS.pth" ]]; then
+  run_step "mp3d-detect-volume on the GPU, fp32 and fp16" detect_volume_timing || true
+fi
+
 BACKBONES=()
 run_step "backbones: MP3D-63, MR3D, FPN+3DCE, ResNet-50" \
   "$PY" tools/benchmark/backbone_speed.py "${SPEED[@]}" --json "$RESULTS/backbones.json" \

@@ -18,8 +18,19 @@ extrapolates its time to the whole volume (``--quick``: K = 2); the printout say
 
     python tools/benchmark/volume_speed.py --quick
     python tools/benchmark/volume_speed.py --num-slices-volume 100 --network-slices 100
+
+``--throughput`` instead prints slices per second of batch detection from one run on the
+same synthetic volumes (``--throughput-volumes`` of ``--size`` px x ``--throughput-slices``):
+with a tiny MP3D (8 base channels), the network alone (batch 1 and 4) against
+:func:`~mp3d_mmdet.volume.detect_volume_batch` end to end (reading, linking and writing
+included; with and without reading ahead), ``mp3d-detect-volumes`` with 1 process and with 2
+under torchrun (the threads split between them; start-up included); with the paper's model,
+the network in float32 and in bf16 (fp16 on CUDA) where the device has it.
+
+    python tools/benchmark/volume_speed.py --throughput --threads 2
 """
 import argparse
+import os
 import os.path as osp
 import sys
 import tempfile
@@ -56,6 +67,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--throughput', action='store_true',
+                        help='instead: slices/s of batch detection (module docstring)')
+    parser.add_argument('--throughput-volumes', type=int, default=4)
+    parser.add_argument('--throughput-slices', type=int, default=16,
+                        help='slices per volume of --throughput')
+    parser.add_argument('--paper-slices', type=int, default=2,
+                        help='slices the paper model runs on for fp32 vs bf16')
     return parser.parse_args()
 
 
@@ -78,6 +96,8 @@ def main() -> int:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.throughput:
+        return throughput(args)
     depth = args.num_slices_volume
     network_slices = 2 if args.quick else (args.network_slices or depth)
     network_slices = min(network_slices, depth)
@@ -158,6 +178,142 @@ def main() -> int:
     print(f'linking bound: 100 boxes on each of {depth} slices -> {len(dense_tracks)} tracks in '
           f'{link_dense_s:.3f} s ({100 * link_dense_s / total:.2f} % of the total)')
     print(f'(detector loop incl. per-slice input for the timed slices: {detect_s:.2f} s)')
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# --throughput: rates of the batch command (network only vs end to end, fp32 vs bf16,
+# batch 1 vs k, 1 vs 2 processes)
+
+TINY_MODEL = """
+_base_ = {base!r}
+norm_cfg = dict(type='GN', num_groups=4, requires_grad=True)
+stage_channels = [32, 64, 128, 256]
+slice_neck = _base_.model.neck
+slice_neck[0].in_channels = stage_channels
+slice_neck[1].in_channels = stage_channels
+slice_neck[1].out_channels = 32
+model = dict(
+    backbone=dict(base_channels=8, stage_blocks=[1, 1, 1, 1], norm_cfg=norm_cfg),
+    neck=slice_neck,
+    rpn_head=dict(in_channels=32, feat_channels=32),
+    roi_head=dict(bbox_roi_extractor=dict(out_channels=32),
+                  bbox_head=dict(in_channels=32, fc_out_channels=32)))
+"""
+
+
+def _write_batch_inputs(folder: str, size: int, depth: int, count: int) -> str:
+    """``count`` synthetic volumes as .nii.gz and a list file naming them."""
+    paths = []
+    for i in range(count):
+        image = sitk.GetImageFromArray(synthetic_ct(size, depth, seed=i))
+        image.SetSpacing(SPACING)
+        paths.append(osp.join(folder, f'ct{i}.nii.gz'))
+        sitk.WriteImage(image, paths[-1])
+    listing = osp.join(folder, 'volumes.txt')
+    with open(listing, 'w') as handle:
+        handle.write('\n'.join(paths) + '\n')
+    return listing
+
+
+def _network_rate(detector: VolumeLesionDetector, volumes: list, batch_size: int) -> float:
+    """Slices per second of ``model.test_step`` alone over ``volumes`` (in memory)."""
+    seconds = slices = 0
+    for volume in volumes:
+        run = detector.detect(volume, batch_size=batch_size, score_thr=0.05, progress=False)
+        seconds += run.timings['network']
+        slices += volume.num_slices
+    return slices / seconds
+
+
+def _batch_command(listing: str, out: str, config: str, checkpoint: str, args: list,
+                   processes: int) -> float:
+    """Wall seconds of ``mp3d-detect-volumes`` (start-up included) with 1 or more processes
+    (torchrun, the CPU threads split between them)."""
+    import subprocess
+    command = ['-m', 'mp3d_mmdet.cli.detect_volumes', '--list', listing, '--out', out,
+               '--config', config, '--checkpoint', checkpoint, '--no-progress'] + args
+    env = dict(os.environ)
+    if processes > 1:
+        command = ['-m', 'torch.distributed.run', '--standalone', '--nproc-per-node',
+                   str(processes)] + command + ['--launcher', 'pytorch']
+        env['OMP_NUM_THREADS'] = str(max(1, torch.get_num_threads() // processes))
+    start = time.perf_counter()
+    subprocess.run([sys.executable] + command, check=True, env=env, capture_output=True)
+    return time.perf_counter() - start
+
+
+class _Rows(list):
+    """The report's rows, each printed as it is added: (name, slices/s, rate compared with)."""
+
+    def append(self, row: tuple) -> None:
+        if not self:
+            print(f'\n{"":64s} {"slices/s":>9s} {"ratio":>7s}')
+        name, rate, base = row
+        ratio = '' if base is None else f'{rate / base:7.2f}'
+        print(f'{name:64s} {rate:9.2f} {ratio:>7s}', flush=True)
+        super().append(row)
+
+
+def throughput(args: argparse.Namespace) -> int:
+    """The ``--throughput`` report (module docstring)."""
+    from mp3d_mmdet.volume import (batch_settings, cpu_bf16_flags, detect_volume_batch,
+                                   volume_detect_function, volume_inputs_from_list_file)
+    size, depth, count, k = args.size, args.throughput_slices, args.throughput_volumes, 4
+    print(f'{count} volumes of {size} x {size} x {depth} slices; torch threads '
+          f'{torch.get_num_threads()}; CPU bf16: {", ".join(cpu_bf16_flags()) or "none"}')
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = _write_batch_inputs(tmp, size, depth, count)
+        tiny = osp.join(tmp, 'tiny.py')
+        with open(tiny, 'w') as handle:
+            handle.write(TINY_MODEL.format(base=args.config))
+        torch.manual_seed(0)
+        detector = VolumeLesionDetector(tiny, None, args.device, precision='fp32')
+        checkpoint = osp.join(tmp, 'tiny.pth')
+        torch.save({'state_dict': detector.model.state_dict()}, checkpoint)
+        inputs = volume_inputs_from_list_file(listing)
+        volumes = [item.read() for item in inputs]
+        _network_rate(detector, volumes[:1], 1)  # warm-up
+        rows = _Rows()
+        network = _network_rate(detector, volumes, 1)
+        rows.append(('tiny model, network only, batch 1', network, None))
+        rows.append((f'tiny model, network only, batch {k}',
+                     _network_rate(detector, volumes, k), network))
+        settings = batch_settings(tiny, checkpoint, precision='fp32')
+        detect = volume_detect_function(detector, batch_size=1, score_thr=0.05)
+        for prefetch in (1, 0):
+            start = time.perf_counter()
+            detect_volume_batch(inputs, osp.join(tmp, f'out{prefetch}'), settings,
+                                lambda: detect, progress=False, prefetch=prefetch)
+            rate = count * depth / (time.perf_counter() - start)
+            rows.append((f'tiny model, end to end (read ahead: {bool(prefetch)}), batch 1',
+                         rate, network))
+        del volumes
+        one = _batch_command(listing, osp.join(tmp, 'p1'), tiny, checkpoint,
+                             ['--precision', 'fp32', '--batch-size', '1'], 1)
+        two = _batch_command(listing, osp.join(tmp, 'p2'), tiny, checkpoint,
+                             ['--precision', 'fp32', '--batch-size', '1'], 2)
+        rows.append(('tiny model, mp3d-detect-volumes, 1 process (with start-up)',
+                     count * depth / one, None))
+        rows.append(('tiny model, mp3d-detect-volumes, 2 processes (with start-up)',
+                     count * depth / two, count * depth / one))
+
+        paper = VolumeLesionDetector(args.config, None, args.device, precision='fp32')
+        slices = list(range(0, depth, max(1, depth // args.paper_slices)))[:args.paper_slices]
+        volume = inputs[0].read()
+        paper.detect(volume, slices=slices[:1], progress=False)  # warm-up
+        fp32 = paper.detect(volume, slices=slices, progress=False).timings['network']
+        rows.append(('paper model, network only, fp32', len(slices) / fp32, None))
+        if cpu_bf16_flags() or args.device.startswith('cuda'):
+            paper.precision = 'fp16' if args.device.startswith('cuda') else 'bf16'
+            paper.detect(volume, slices=slices[:1], progress=False)
+            low = paper.detect(volume, slices=slices, progress=False).timings['network']
+            rows.append((f'paper model, network only, {paper.precision}', len(slices) / low,
+                         len(slices) / fp32))
+        else:
+            print('bf16: not supported on this CPU (no avx512_bf16 / amx_bf16): --precision '
+                  'auto uses fp32')
+    print('(ratio: to the row it is compared with: batch 1, network only, 1 process, fp32)')
     return 0
 
 

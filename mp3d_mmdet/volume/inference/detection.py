@@ -67,7 +67,8 @@ def detect_lesions_in_volume(volume: Union[str, CTVolume],
                              max_gap: int = 1,
                              min_slices: int = 1,
                              detector: Optional[VolumeLesionDetector] = None,
-                             progress: bool = True) -> VolumeDetectionResult:
+                             progress: bool = True,
+                             precision: str = 'auto') -> VolumeDetectionResult:
     """Detect lesions in a CT volume and link them into 3D candidates.
 
     Args:
@@ -84,6 +85,9 @@ def detect_lesions_in_volume(volume: Union[str, CTVolume],
         min_slices (int): fewest slices of a reported candidate.
         detector (VolumeLesionDetector | None): a detector to reuse (several volumes).
         progress (bool): progress bar.
+        precision (str): ``'auto'``, ``'fp32'``, ``'bf16'`` or ``'fp16'`` (ignored when
+            ``detector`` is given: its own precision applies;
+            :func:`~mp3d_mmdet.volume.inference.precision.resolve_precision`).
 
     Returns:
         VolumeDetectionResult
@@ -101,7 +105,7 @@ def detect_lesions_in_volume(volume: Union[str, CTVolume],
         volume = read_ct_volume(volume)
         timings['read'] = time.perf_counter() - start
     if detector is None:
-        detector = VolumeLesionDetector(config, checkpoint, device, pixel_spacing)
+        detector = VolumeLesionDetector(config, checkpoint, device, pixel_spacing, precision)
     detections = detector.detect(volume, batch_size=batch_size, score_thr=score_thr,
                                  progress=progress)
     timings.update(detections.timings)

@@ -25,6 +25,7 @@ from ...utils.checkpoint_files import CheckpointFileError, load_state_dict_file
 from ...utils.config import parse_config_text, type_name
 from ...utils.torchvision_ops import ROUTED_NOTE, route_cuda_ops_if_needed
 from ..io.ct_volume import CTVolume
+from .precision import cpu_bf16_flags, precision_context, resolve_precision
 from .settings import (InferenceSetupError, is_resize_transform,
                        load_inference_config, plan_in_plane_resize, slice_input_settings,
                        test_pipeline_cfg)
@@ -91,6 +92,8 @@ class VolumeLesionDetector:
         device (str): ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
         pixel_spacing (float | None): target in-plane mm/px; None = the config key
             ``volume_inference.pixel_spacing`` if set, else the default rule (module docstring).
+        precision (str): ``'auto'``, ``'fp32'``, ``'bf16'`` or ``'fp16'``
+            (:func:`~mp3d_mmdet.volume.inference.precision.resolve_precision`).
 
     Attributes:
         warnings (list[str]): one-line notes about the set-up, e.g. a test scale that differs
@@ -102,7 +105,8 @@ class VolumeLesionDetector:
     """
 
     def __init__(self, config: Union[str, Config], checkpoint: Optional[str] = None,
-                 device: str = 'cpu', pixel_spacing: Optional[float] = None) -> None:
+                 device: str = 'cpu', pixel_spacing: Optional[float] = None,
+                 precision: str = 'auto') -> None:
         from mmdet.registry import MODELS
         self.cfg = load_inference_config(config)
         self.config_path = config if isinstance(config, str) else self.cfg.filename
@@ -113,6 +117,11 @@ class VolumeLesionDetector:
         self.device = _check_device(device)
         self.checkpoint = checkpoint
         self.warnings: List[str] = []
+        self.precision = resolve_precision(precision, self.device)
+        if self.precision == 'bf16' and not self.device.startswith('cuda') and \
+                not cpu_bf16_flags():
+            self.warnings.append('bf16 on a CPU without AVX512_BF16 or AMX: emulated, slower '
+                                 'than fp32 (--precision auto picks fp32 here)')
         init_default_scope(self.cfg.get('default_scope', 'mmdet'))
         self.model = MODELS.build(self.cfg.model)
         if checkpoint is None:
@@ -277,7 +286,7 @@ class VolumeLesionDetector:
                 timings['assemble'] += middle - start
                 timings['pipeline'] += time.perf_counter() - middle
             start = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), precision_context(self.model, self.precision, self.device):
                 outputs = self.model.test_step(pseudo_collate(items))
             middle = time.perf_counter()
             timings['network'] += middle - start
@@ -302,4 +311,5 @@ class VolumeLesionDetector:
                     model_type=self.cfg.model.get('type'),
                     backbone_type=self.cfg.model.get('backbone', {}).get('type'),
                     classes=list(self.dataset_meta.get('classes', ())),
-                    pixel_spacing_target_mm=self.pixel_spacing, **self.settings.to_dict())
+                    pixel_spacing_target_mm=self.pixel_spacing, precision=self.precision,
+                    **self.settings.to_dict())

@@ -230,7 +230,7 @@ def test_cuda_ops_routing_is_reported_or_refused(tiny_cfg_path, monkeypatch):
     """What ``route_cuda_ops_if_needed`` says for the detector's device reaches the user: a
     note when mmcv's CUDA ops run through torchvision, a one-line setup error when they
     cannot run at all."""
-    from mp3d_mmdet.volume import volume_lesion_detector as module
+    from mp3d_mmdet.volume.inference import detector as module
     asked = []
     monkeypatch.setattr(module, 'route_cuda_ops_if_needed',
                         lambda device: asked.append(device) or True)
