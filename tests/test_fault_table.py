@@ -35,11 +35,12 @@ row   case
 7     LENS boxes outside their sub-volume's image
 8     --fps repeating a rate (both eval CLIs); protocol-0/1 LENS pickles taken for a csv
 9     protocol 'mp3d' scoring a clipped box instead of the file's
-14    deeply nested JSON (annotations, FROC records); FROC records without a list of
-      images; predictions with instances=5 or pred_instances=None
+14    deeply nested JSON (annotations, FROC records, the volume results file); FROC records
+      without a list of images; predictions with instances=5 or pred_instances=None
 ====  ===================================================================================
 """
 import dataclasses
+import json
 import importlib
 import os
 import os.path as osp
@@ -476,3 +477,13 @@ def test_i26_row14_nested_json_and_malformed_records(tmp_path, capsys):
         path = _predictions(tmp_path, [dict(sample, **change)])
         err = _cli_error('eval_froc', [path], capsys)
         assert f'{path}: data sample with img_id=0: {message}' in err
+
+
+def test_i26_row14_nested_json_in_the_volume_results_file(tmp_path, capsys):
+    results = tmp_path / 'detections_3d.jsonl'
+    header = json.dumps({'header': {'format': 'mp3d-volume-detections-3d', 'format_version': 1,
+                                    'settings': {}}})
+    results.write_text(header + '\n{"name": ' + '[' * 50000 + ']' * 50000 + '}\n')
+    lens = tmp_path / 'lens.pkl'
+    err = _cli_error('eval_volumes', [results, '--gt', lens], capsys)
+    assert f'{results}: line 2: not valid JSON (nested deeper than 32 levels' in err

@@ -47,6 +47,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.json_files import loads_json
 from ..utils.safe_files import atomic_write
 from .inference.linking import LesionCandidate
 from .inputs import VolumeInput
@@ -204,7 +205,7 @@ def _parse_results(path: str, drop_incomplete_last_line: bool) -> _ParsedResults
         obj = None
         if problem is None:
             try:
-                obj = json.loads(raw.decode('utf-8'))
+                obj = loads_json(raw.decode('utf-8'))
             except UnicodeDecodeError as error:
                 problem = f'not UTF-8 text (byte {raw[error.start]:#04x})'
             except json.JSONDecodeError as error:
@@ -431,7 +432,7 @@ class VolumeResultsFile:
         """Add finished volumes' lines (e.g. from part files: :func:`read_partial_results`);
         a line replaces the file's line of its volume. The file is rewritten atomically."""
         for name, text in texts.items():
-            record = json.loads(text)
+            record = loads_json(text)
             self.records[name] = dict(
                 record, boxes=np.asarray(record['boxes'], np.float64).reshape(-1, 7))
             self._texts[name] = text

@@ -173,7 +173,7 @@ def _slice_rectangles(region: CandidateRegion) -> List[tuple]:
 
 def _algorithm_parameters(model: Dict) -> List[str]:
     parameters = []
-    for key in ('config', 'checkpoint', 'score_thr'):
+    for key in ('config', 'checkpoint', 'score_thr', 'precision'):
         if model.get(key) is not None:
             parameters.append(f'{key}={model[key]}')
     return parameters
