@@ -20,7 +20,7 @@ import math
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -121,7 +121,8 @@ def make_sitk_image(hu: np.ndarray, spacing_xyz: Sequence[float],
 
 def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
                        intercept: float = -1024.0, pixel_spacing: bool = True,
-                       positions: bool = True, series_number: int = 1) -> List[str]:
+                       positions: bool = True, series_number: int = 1,
+                       extra_tags: Optional[Dict[str, str]] = None) -> List[str]:
     """Write a 3D int16 HU image as one CT DICOM file per slice (``folder/IM%04d.dcm``).
 
     Each file carries the study/series/instance UIDs (distinct), the frame of reference UID
@@ -130,7 +131,8 @@ def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
     (``0028|1052/1053``): the stored values are ``(HU - intercept) / slope``.
     ``pixel_spacing=False`` / ``positions=False`` leave PixelSpacing / the slice positions
     out (bad-input tests). ``series_number`` makes the series UID (and file names) distinct
-    for several series in one folder.
+    for several series in one folder. ``extra_tags`` (``'gggg|eeee' -> value``) are added to
+    every file (e.g. patient name, window).
 
     Returns:
         the file paths, in slice order.
@@ -157,6 +159,7 @@ def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
             '0028|1053': f'{slope:g}',
             '0028|1054': 'HU',
         }
+        tags.update(extra_tags or {})
         if positions:
             tags['0020|0032'] = '\\'.join(f'{v:.8g}' for v in position)
         for tag, value in tags.items():

@@ -24,6 +24,9 @@ a standard axial grid:
   Intensities that are clearly not HU (no air below -500 HU, a value range under 100, or a
   99.5th percentile above 3000) only give a warning: a cropped or unusual scan can trip these
   rules.
+* **Identity.** The patient, study and series fields and the display window of a DICOM
+  series (its first file), or the description of a NIfTI header, are kept in
+  :attr:`CTVolume.metadata` (:data:`IDENTITY_TAGS`).
 * Warnings are returned in :attr:`CTVolume.warnings` (and recorded in the outputs), never
   printed here; ITK's own console warnings are switched off while reading.
 
@@ -42,11 +45,30 @@ from ...utils.validation import ct_spacing_problem
 from .ct_volume import (STANDARD_ORIENTATION, SUPPORTED_FILE_SUFFIXES, CTVolume, VolumeGeometry,
                         VolumeInputError)
 
-__all__ = ['read_ct_volume']
+__all__ = ['IDENTITY_TAGS', 'read_ct_volume']
 
 _OBLIQUE_WARN_DEG = 1.0
 _NON_UNIFORM_SLICE_TOL = 0.01  # relative deviation of DICOM slice gaps that gets a warning
 _HU_SAMPLE_VOXELS = 1_000_000
+#: :attr:`CTVolume.metadata` key -> the image metadata key it is read from (DICOM tags as
+#: SimpleITK/GDCM names them; multi-valued fields keep their first value).
+IDENTITY_TAGS = {
+    'PatientName': '0010|0010', 'PatientID': '0010|0020', 'PatientBirthDate': '0010|0030',
+    'PatientSex': '0010|0040', 'StudyDate': '0008|0020', 'StudyDescription': '0008|1030',
+    'AccessionNumber': '0008|0050', 'SeriesDescription': '0008|103e',
+    'SeriesNumber': '0020|0011', 'Modality': '0008|0060', 'WindowCenter': '0028|1050',
+    'WindowWidth': '0028|1051', 'Description': 'descrip'}
+
+
+def _identity_metadata(get: Callable[[str], Optional[str]]) -> Dict[str, str]:
+    """The non-empty :data:`IDENTITY_TAGS` fields; ``get(key)`` is a key's value or None."""
+    found = {}
+    for name, key in IDENTITY_TAGS.items():
+        value = get(key)
+        value = value.split('\\')[0].strip().strip('\0').strip() if value else ''
+        if value:
+            found[name] = value
+    return found
 
 
 def _format_of(path: str) -> str:
@@ -173,7 +195,7 @@ def _check_header(path: str, source_format: str) -> None:
                                    '"space directions" (voxel spacing missing)')
 
 
-def _read_file(path: str) -> Tuple[sitk.Image, str, List[str], Optional[str]]:
+def _read_file(path: str) -> Tuple[sitk.Image, str, List[str], Optional[str], Dict[str, str]]:
     source_format = _format_of(path)
     try:
         reader = sitk.ImageFileReader()
@@ -190,10 +212,13 @@ def _read_file(path: str) -> Tuple[sitk.Image, str, List[str], Optional[str]]:
     except RuntimeError as error:
         raise VolumeInputError(f'{path}: cannot read the image data '
                                f'({_sitk_message(error)})') from None
-    return image, source_format, [], None
+    metadata = _identity_metadata(
+        lambda key: image.GetMetaData(key) if image.HasMetaDataKey(key) else None)
+    return image, source_format, [], None, metadata
 
 
-def _read_dicom_series(folder: str) -> Tuple[sitk.Image, str, List[str], Optional[str]]:
+def _read_dicom_series(folder: str
+                       ) -> Tuple[sitk.Image, str, List[str], Optional[str], Dict[str, str]]:
     warnings: List[str] = []
     try:
         series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
@@ -244,7 +269,9 @@ def _read_dicom_series(folder: str) -> Tuple[sitk.Image, str, List[str], Optiona
         modality = reader.GetMetaData(0, '0008|0060').strip()
         if modality and modality != 'CT':
             warnings.append(f'{folder}: DICOM modality is {modality!r}, not CT')
-    return image, 'dicom', warnings, uid
+    metadata = _identity_metadata(
+        lambda key: reader.GetMetaData(0, key) if reader.HasMetaDataKey(0, key) else None)
+    return image, 'dicom', warnings, uid, metadata
 
 
 def _check_finite(path: str, values: np.ndarray,
@@ -341,9 +368,9 @@ def read_ct_volume(path: str, min_slices: int = 2,
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         if osp.isdir(path):
-            image, source_format, warnings, uid = _read_dicom_series(path)
+            image, source_format, warnings, uid, metadata = _read_dicom_series(path)
         else:
-            image, source_format, warnings, uid = _read_file(path)
+            image, source_format, warnings, uid, metadata = _read_file(path)
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
@@ -394,4 +421,4 @@ def read_ct_volume(path: str, min_slices: int = 2,
     return CTVolume(hu=hu, geometry=geometry, original_geometry=original,
                     source_path=os.fspath(path), source_format=source_format,
                     reoriented=reoriented, intensity_stats=stats, warnings=warnings,
-                    dicom_series_uid=uid)
+                    dicom_series_uid=uid, metadata=metadata)

@@ -99,6 +99,11 @@ class CTVolume:
         warnings (list[str]): one-line messages about the input (reorientation, obliquity,
             non-HU intensities, non-uniform DICOM slice gaps, several DICOM series ...).
         dicom_series_uid (str | None): the series read from a DICOM folder.
+        metadata (dict[str, str]): identity and display fields of the input, only those it
+            has: DICOM ``PatientName``, ``PatientID``, ``PatientBirthDate``, ``PatientSex``,
+            ``StudyDate``, ``StudyDescription``, ``AccessionNumber``, ``SeriesDescription``,
+            ``SeriesNumber``, ``Modality``, ``WindowCenter``, ``WindowWidth`` (first value,
+            HU; of the series' first file), or a NIfTI header's ``Description`` (``descrip``).
     """
     hu: np.ndarray
     geometry: VolumeGeometry
@@ -109,6 +114,7 @@ class CTVolume:
     intensity_stats: Dict[str, float]
     warnings: List[str] = field(default_factory=list)
     dicom_series_uid: Optional[str] = None
+    metadata: Dict[str, str] = field(default_factory=dict)
 
     @property
     def num_slices(self) -> int:

@@ -1,149 +1,109 @@
-"""Self-contained HTML reports of a whole-volume detection, and an index page for a batch.
+"""The self-contained HTML report of a whole-volume detection, read as a radiologist would.
 
 :func:`write_html_report` writes ONE ``.html`` file that needs nothing else (no network, no
-side files): inline CSS and JavaScript, the slices embedded as base64 JPEG images. It shows
+side files): inline CSS and JavaScript, the slices embedded as base64 JPEGs of HU coded on 8
+bits (:mod:`.html_slices`: encoding, precision and size rule). It shows
 
-* the scan, axial slice by axial slice, in a soft-tissue window (W 400 / L 40,
-  :data:`~mp3d_mmdet.visualization.SOFT_TISSUE_WINDOW`), scrolled with the slider, the mouse
-  wheel over the image (down = next slice), the arrow keys (Up/Right = next, Down/Left =
-  previous), Page Up/Down (10 slices), Home/End. The slice is shown as stored on the axial
-  grid (``LPS``: patient left on the image's right, anterior up -- the radiological view),
-  with its physical aspect ratio (``X * sx`` by ``Y * sy``);
+* patient and study identity (``#identity``: name, ID, sex, birth date, study date and
+  description, accession, series number and description, modality of a DICOM series, or a
+  NIfTI description; "no patient or study identity" otherwise), from
+  :attr:`CTVolume.metadata`;
+* the scan, axial slice by axial slice, scrolled with the slider, the mouse wheel over the
+  image (down = next slice), the arrow keys (Up/Right = next, Down/Left = previous), Page
+  Up/Down (10 slices), Home/End. The slice is shown as stored on the axial grid (``LPS``:
+  patient left on the image's right, anterior up -- the radiological view), with its
+  physical aspect ratio (``X * sx`` by ``Y * sy``), the patient side on each edge
+  (``#orient-left/right/top/bottom``: R, L, A, P) and a scale bar (``#scale-bar``, a round
+  length near a quarter of the image width, labelled in mm or cm);
+* a display window menu (``#window``): :data:`~.html_slices.WINDOW_PRESETS` (soft tissue
+  W 400 / L 40 first, lung, bone, brain) and the input's own DICOM window (``input``;
+  disabled, "input: none", when the series has none), applied in the browser;
 * every candidate as a box labelled ``#id score`` on every slice it has a box on
   (:attr:`CandidateRegion.slice_boxes`), colour :data:`BOX_RGB`; the selected candidate in
-  :data:`SELECTED_RGB`;
+  :data:`SELECTED_RGB`; show/hide the boxes (``#show-boxes``) and their labels
+  (``#show-labels``), and a score threshold slider (``#score-thr``, 0-1): candidates whose
+  highest score is below it are neither drawn nor listed (their rows get ``below-thr``);
 * a table of the candidates (id, max / mean score, first-last slice, best slice, number of
-  slices, the best-slice box's long x short sides and the 3D box's x x y x z extent in mm,
-  centre in LPS mm; it fits a 1366 px wide window beside the 640 px view), sorted by a click on a
+  slices; sizes named once: **Best-slice box** = long x short side of the box on the best
+  slice, **3D box** = x x y x z extent of the box over all its slices, both in mm; centre in
+  LPS mm). It fits a 1366 px wide window beside the 640 px view, sorts by a click on a
   header (a second click reverses); a click on a row (or Enter on it, or a click on a box in
   the image) selects that candidate and shows its best slice;
-* display controls: show/hide the boxes (``#show-boxes``) and their labels
-  (``#show-labels``), and a score threshold slider (``#score-thr``, 0-1): candidates whose
-  highest score is below it are neither drawn nor listed (their table rows get the class
-  ``below-thr``);
-* the run's metadata: input path, format, DICOM series, stored and axial-grid geometry,
-  model (config, checkpoint, device, ...), detector score threshold, linking settings,
-  warnings and timings.
-
-**Size rule.** Each slice is windowed to 8 bits and stored as a grey baseline JPEG (quality
-:data:`JPEG_QUALITY` = 85) at its own resolution, shrunk by area averaging so that its longer
-side is at most :data:`MAX_SLICE_SIDE` = 512 px (never enlarged; the browser scales the
-picture to the view). The file is about ``num_slices x`` (JPEG size) ``x 4/3`` (base64) plus
-a few tens of kB: a 512 x 512 slice of soft tissue with CT noise is 30-45 kB, so a 512 x
-512 x 100 scan gives about 4-6 MB and a 300-slice scan about 12-18 MB.
+* the run's metadata: identity, input path, format, DICOM series, stored and axial-grid
+  geometry, model, detector score threshold, linking settings, warnings and timings.
 
 **DOM hooks** (for tests and scripting): ``document.body.dataset.slice`` = the slice shown
 (0-based axial index), ``document.body.dataset.rendered`` = the slice whose picture and
 boxes are drawn on the canvas (equal to ``slice`` once its image has decoded),
+``document.body.dataset.window`` = the window drawn, ``centre/width`` HU,
 ``document.body.dataset.selected`` = the selected candidate id (empty when none); the
 visible slice number is the text of ``#slice-number``; the canvas is ``#view`` (CSS size
 ``canvas.style.width/height``; axial-grid pixel ``(x, y)``, centres at integers, is drawn
 at ``((x + 0.5) * W_css / X, (y + 0.5) * H_css / Y)``); table rows are
 ``#candidates tbody tr`` with ``data-candidate`` (id) and ``data-best`` (best slice).
-
-:func:`write_html_index` writes an index page for a batch: one sortable row per volume with
-a relative link to its report, its number of candidates and best score.
 """
-import base64
-import html
 import json
-import math
-import os
 import os.path as osp
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
-from urllib.parse import quote
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from ...utils.safe_files import atomic_write
-from ...utils.hu_window import SOFT_TISSUE_WINDOW, window_hu
+from .html_page import escape as _e
+from .html_page import finite_or_none as _finite
+from .html_page import format_number as _fmt
+from .html_page import format_vector as _fmt_vector
+from .html_page import html_page, script_json, sort_value, sortable_header, template
+from .html_slices import WINDOW_PRESETS, ReportSlices, display_code_hu, encode_report_slices
 from .regions import CandidateRegion, candidate_regions
 from ..inference.detection import VolumeDetectionResult
 
-__all__ = ['MAX_SLICE_SIDE', 'JPEG_QUALITY', 'BOX_RGB', 'SELECTED_RGB', 'HtmlIndexEntry',
-           'encode_report_slices', 'render_html_report', 'write_html_report',
-           'render_html_index', 'write_html_index']
+__all__ = ['BOX_RGB', 'SELECTED_RGB', 'input_window', 'render_html_report', 'write_html_report']
 
-#: Longest side (px) of an embedded slice image; larger slices are shrunk (area averaging).
-MAX_SLICE_SIDE = 512
-#: JPEG quality of the embedded slice images.
-JPEG_QUALITY = 85
 #: Colour (R, G, B) of the candidate boxes drawn in the report.
 BOX_RGB: Tuple[int, int, int] = (255, 48, 48)
 #: Colour (R, G, B) of the selected candidate's box.
 SELECTED_RGB: Tuple[int, int, int] = (255, 224, 0)
+_OPPOSITE = dict(L='R', R='L', A='P', P='A', S='I', I='S')
+#: Identity fields of :attr:`CTVolume.metadata` shown, in order, with their labels.
+_IDENTITY_FIELDS = (('PatientName', 'patient'), ('PatientID', 'ID'),
+                    ('PatientSex', 'sex'), ('PatientBirthDate', 'born'),
+                    ('StudyDate', 'study date'), ('StudyDescription', 'study'),
+                    ('AccessionNumber', 'accession'), ('SeriesNumber', 'series number'),
+                    ('SeriesDescription', 'series'), ('Modality', 'modality'),
+                    ('Description', 'description'))
 
 
-def encode_report_slices(hu: np.ndarray,
-                         window: Tuple[float, float] = SOFT_TISSUE_WINDOW,
-                         max_side: int = MAX_SLICE_SIDE,
-                         quality: int = JPEG_QUALITY) -> List[str]:
-    """Window every axial slice and encode it as a base64 grey JPEG (module docstring).
-
-    Args:
-        hu (np.ndarray): ``(Z, Y, X)`` HU.
-        window (tuple[float, float]): ``(low, high)`` HU mapped to black and white.
-        max_side (int): the longer side of an encoded slice is at most this (px).
-        quality (int): JPEG quality, 1-100.
-
-    Returns:
-        list[str]: ``Z`` base64 strings (no ``data:`` prefix), slice ``z`` at index ``z``.
-    """
-    hu = np.asarray(hu)
-    if hu.ndim != 3:
-        raise ValueError(f'hu must be a (Z, Y, X) volume, got shape {tuple(hu.shape)}')
-    height, width = hu.shape[1:]
-    factor = min(1.0, max_side / max(height, width))
-    size = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    encoded = []
-    for z in range(hu.shape[0]):
-        grey = window_hu(hu[z], window)
-        if factor < 1.0:
-            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-        ok, data = cv2.imencode('.jpg', grey, params)
-        if not ok:
-            raise OSError(f'could not encode slice {z} as JPEG')
-        encoded.append(base64.b64encode(data.tobytes()).decode('ascii'))
-    return encoded
+def _person_name(value: str) -> str:
+    """A DICOM person name ``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle``."""
+    parts = [p.strip() for p in value.split('^')]
+    given = ' '.join(p for p in parts[1:3] if p)
+    return ', '.join(p for p in (parts[0], given) if p) or value
 
 
-def _finite(value: Any, digits: int) -> Optional[float]:
-    value = float(value)
-    return round(value, digits) if math.isfinite(value) else None
+def _identity_rows(metadata: Dict[str, str]) -> List[Tuple[str, str]]:
+    """``(label, text)`` of the identity fields the input has (dates as YYYY-MM-DD)."""
+    rows = []
+    for key, label in _IDENTITY_FIELDS:
+        value = metadata.get(key, '')
+        if key == 'PatientName' and value:
+            value = _person_name(value)
+        elif key.endswith('Date') and re.fullmatch(r'\d{8}', value):
+            value = f'{value[:4]}-{value[4:6]}-{value[6:]}'
+        if value:
+            rows.append((label, value))
+    return rows
 
 
-def _script_json(obj: Any) -> str:
-    """JSON for a ``<script type="application/json">`` block (no ``</script>`` inside)."""
-    text = json.dumps(obj, separators=(',', ':'), allow_nan=False)
-    return text.replace('<', '\\u003c').replace('>', '\\u003e').replace('&', '\\u0026')
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return '&ndash;'
-    if isinstance(value, (float, np.floating)):
-        return f'{float(value):.{digits}f}' if math.isfinite(value) else '&ndash;'
-    return _e(value)
-
-
-def _fmt_vector(values: Any, digits: int = 1) -> str:
-    return '(' + ', '.join(f'{float(v):.{digits}f}' for v in np.asarray(values).reshape(-1)) + ')'
-
-
-def _num_attr(value: Any) -> str:
-    """A ``data-value`` for numeric sorting ('' sorts last)."""
-    if value is None:
-        return ''
-    value = float(value)
-    return repr(value) if math.isfinite(value) else ''
+def input_window(metadata: Dict[str, str]) -> Optional[Tuple[float, float]]:
+    """The input's own ``(centre, width)`` HU window (DICOM ``WindowCenter``/``WindowWidth``),
+    None when it has none or it is not a number with width > 0."""
+    try:
+        centre, width = float(metadata['WindowCenter']), float(metadata['WindowWidth'])
+    except (KeyError, ValueError):
+        return None
+    return (centre, width) if np.isfinite(centre) and np.isfinite(width) and width > 0 else None
 
 
 def _region_record(region: CandidateRegion) -> Dict[str, Any]:
@@ -170,10 +130,13 @@ def _value_html(value: Any) -> str:
     return _e(value)
 
 
-def _metadata_html(result: VolumeDetectionResult, num_regions: int) -> str:
+def _metadata_html(result: VolumeDetectionResult, num_regions: int,
+                   identity: Sequence[Tuple[str, str]]) -> str:
     volume = result.volume
     grid, stored = volume.geometry, volume.original_geometry
-    sections = []
+    sections = [('Patient and study', _kv_table([(k, _e(v)) for k, v in identity],
+                                                'meta-identity') if identity else
+                  '<p id="meta-identity">none in the input</p>')]
     input_rows = [
         ('path', _e(volume.source_path)), ('format', _e(volume.source_format)),
         ('DICOM series UID', _value_html(volume.dicom_series_uid)),
@@ -185,6 +148,9 @@ def _metadata_html(result: VolumeDetectionResult, num_regions: int) -> str:
         ('stored size (i, j, k)', _e(' x '.join(str(s) for s in stored.size))),
         ('stored direction', _e(_fmt_vector(stored.direction, 4))),
         ('reoriented', 'yes' if volume.reoriented else 'no'),
+        ('window (DICOM)', _value_html(' / '.join(
+            f'{k[6:]} {volume.metadata[k]}' for k in ('WindowCenter', 'WindowWidth')
+            if k in volume.metadata))),
         ('intensity (HU)', _e(', '.join(f'{k} {v:.0f}'
                                         for k, v in volume.intensity_stats.items()))),
     ]
@@ -226,33 +192,21 @@ _CANDIDATE_COLUMNS = (
 )
 
 
-def _header_html(columns) -> str:
-    cells = []
-    for name, kind, first, title in columns:
-        if kind is None:
-            cells.append(f'<th scope="col" title="{_e(title)}">{_e(name)}</th>')
-        else:
-            cells.append(f'<th scope="col" class="sortable" tabindex="0" data-sort="{kind}" '
-                         f'data-first="{first}" title="{_e(title)} (click to sort)" '
-                         f'aria-sort="none">{_e(name)}<span class="arrow"></span></th>')
-    return '<thead><tr>' + ''.join(cells) + '</tr></thead>'
-
-
 def _candidate_rows_html(regions: Sequence[CandidateRegion]) -> str:
     rows = []
     for r in regions:
         size = np.asarray(r.size_mm, np.float64).reshape(-1)
         cells = [
-            (_num_attr(r.candidate_id), f'#{int(r.candidate_id)}'),
-            (_num_attr(r.score), _fmt(float(r.score), 3)),
-            (_num_attr(r.mean_score), _fmt(float(r.mean_score), 3)),
-            (_num_attr(r.first_slice), f'{int(r.first_slice)}&ndash;{int(r.last_slice)}'),
-            (_num_attr(r.best_slice), str(int(r.best_slice))),
-            (_num_attr(r.last_slice - r.first_slice + 1),
+            (sort_value(r.candidate_id), f'#{int(r.candidate_id)}'),
+            (sort_value(r.score), _fmt(float(r.score), 3)),
+            (sort_value(r.mean_score), _fmt(float(r.mean_score), 3)),
+            (sort_value(r.first_slice), f'{int(r.first_slice)}&ndash;{int(r.last_slice)}'),
+            (sort_value(r.best_slice), str(int(r.best_slice))),
+            (sort_value(r.last_slice - r.first_slice + 1),
              str(int(r.last_slice - r.first_slice + 1))),
-            (_num_attr(r.long_axis_mm),
+            (sort_value(r.long_axis_mm),
              f'{_fmt(float(r.long_axis_mm), 1)} &times; {_fmt(float(r.short_axis_mm), 1)}'),
-            (_num_attr(float(np.prod(size))), ' &times; '.join(f'{v:.1f}' for v in size)),
+            (sort_value(float(np.prod(size))), ' &times; '.join(f'{v:.1f}' for v in size)),
             (None, _e(_fmt_vector(r.center_lps_mm, 1))),
         ]
         tds = ''.join(f'<td data-value="{v}">{t}</td>' if v is not None else f'<td>{t}</td>'
@@ -265,40 +219,41 @@ def _candidate_rows_html(regions: Sequence[CandidateRegion]) -> str:
     return '<tbody>' + ''.join(rows) + '</tbody>'
 
 
-def _template(name: str) -> str:
-    """The text of a package data file under ``templates/`` (CSS and JavaScript of the pages)."""
-    return resources.files(__package__).joinpath('templates', name).read_text(encoding='utf-8')
-
-
-def _page(title: str, body: str, script: str) -> str:
-    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f'<title>{_e(title)}</title>\n<style>\n{_template("report.css")}</style>\n'
-            f'</head>\n<body>\n{body}\n'
-            f'<script>\n{_template("sortable.js")}{script}</script>\n</body>\n</html>\n')
+def _window_options(metadata: Dict[str, str]) -> Tuple[str, Dict[str, List[float]]]:
+    """The ``<option>``s of the window menu and ``value -> [centre, width]``."""
+    windows = {name: [float(c), float(w)] for name, (c, w) in WINDOW_PRESETS.items()}
+    options = [f'<option value="{_e(name)}">{_e(name)} (W {w:g} / L {c:g})</option>'
+               for name, (c, w) in windows.items()]
+    own = input_window(metadata)
+    if own is None:
+        options.append('<option value="input" disabled>input: none</option>')
+    else:
+        windows['input'] = [own[0], own[1]]
+        options.append(f'<option value="input">input (W {own[1]:g} / L {own[0]:g})</option>')
+    return ''.join(options), windows
 
 
 def render_html_report(result: VolumeDetectionResult,
                        regions: Optional[Sequence[CandidateRegion]] = None,
                        title: Optional[str] = None,
-                       slices: Optional[Sequence[str]] = None,
+                       slices: Optional[ReportSlices] = None,
                        view_size: int = 640) -> str:
     """The report page (module docstring) as one HTML string.
 
     Args:
-        result (VolumeDetectionResult): the detection result; ``result.volume.hu`` is
-            ``(Z, Y, X)`` HU on the axial grid the boxes refer to.
-        regions (list[CandidateRegion] | None): the candidates to show (table order =
-            this order); None = :func:`~mp3d_mmdet.volume.outputs.regions.candidate_regions`
-            of ``result`` (all candidates, best first). A region's ``slice_boxes`` are drawn
-            (on a slice the linking bridged: the 3D box's in-plane extent).
-        title (str | None): page title; None = ``Lesion candidates: <input file name>``.
-        slices (Sequence[str] | None): ``Z`` base64 JPEGs from :func:`encode_report_slices`
-            (to reuse); None = encoded here with the defaults.
-        view_size (int): CSS pixels of the longer side of the displayed slice.
+        result: the detection result; ``result.volume.hu`` is ``(Z, Y, X)`` HU on the axial
+            grid the boxes refer to.
+        regions: the candidates to show (table order = this order); None =
+            :func:`~mp3d_mmdet.volume.outputs.regions.candidate_regions` of ``result`` (all
+            candidates, best first). A region's ``slice_boxes`` are drawn (on a slice the
+            linking bridged: the 3D box's in-plane extent).
+        title: page title; None = ``Lesion candidates: <input file name>``.
+        slices: the ``Z`` slices from :func:`~.html_slices.encode_report_slices` (to reuse);
+            None = encoded here with the defaults.
+        view_size: CSS pixels of the longer side of the displayed slice.
 
     Returns:
-        str: the HTML document.
+        The HTML document.
     """
     volume = result.volume
     if regions is None:
@@ -307,16 +262,19 @@ def render_html_report(result: VolumeDetectionResult,
     if slices is None:
         slices = encode_report_slices(volume.hu)
     num_slices = volume.num_slices
-    if len(slices) != num_slices:
-        raise ValueError(f'{len(slices)} encoded slices for a volume of {num_slices}')
+    if len(slices.images) != num_slices:
+        raise ValueError(f'{len(slices.images)} encoded slices for a volume of {num_slices}')
     height, width = volume.slice_shape
     z_mm = volume.geometry.index_to_physical(
         np.stack([np.zeros(num_slices), np.zeros(num_slices), np.arange(num_slices)], 1))[:, 2]
     name = osp.basename(osp.normpath(volume.source_path)) if volume.source_path else 'volume'
     title = title if title is not None else f'Lesion candidates: {name}'
+    axes = volume.geometry.orientation
+    options, windows = _window_options(volume.metadata)
     data = dict(width=width, height=height, spacing=[float(s) for s in volume.spacing],
                 view_size=int(view_size), z_mm=[round(float(v), 3) for v in z_mm],
                 box_rgb=list(BOX_RGB), selected_rgb=list(SELECTED_RGB),
+                code_hu=[round(float(v), 2) for v in display_code_hu()], windows=windows,
                 candidates=[_region_record(r) for r in regions])
     best = max((float(r.score) for r in regions), default=None)
     sx, sy, sz = volume.spacing
@@ -324,11 +282,22 @@ def render_html_report(result: VolumeDetectionResult,
                + (f', best score {best:.3f}' if best is not None else '')
                + f' &middot; {width} x {height} x {num_slices} voxels, '
                f'{sx:.3g} x {sy:.3g} x {sz:.3g} mm &middot; {_e(volume.source_path)}')
-    body = f"""<header><h1>{_e(title)}</h1><p id="summary">{summary}</p></header>
+    identity = _identity_rows(volume.metadata)
+    identity_text = (' &middot; '.join(f'<span class="id-{_e(k.replace(" ", "-"))}">{_e(k)}: '
+                                       f'<b>{_e(v)}</b></span>' for k, v in identity)
+                     if identity else f'no patient or study identity in the input '
+                     f'({_e(volume.source_format)})')
+    orient = dict(left=_OPPOSITE[axes[0]], right=axes[0], top=_OPPOSITE[axes[1]],
+                  bottom=axes[1])
+    letters = ''.join(f'<span class="orient" id="orient-{side}" title="patient side">'
+                      f'{letter}</span>' for side, letter in orient.items())
+    body = f"""<header><h1>{_e(title)}</h1><p id="identity">{identity_text}</p>
+<p id="summary">{summary}</p></header>
 <main>
 <div class="layout">
 <div class="viewer">
-<div id="view-wrap"><canvas id="view" width="{width}" height="{height}"></canvas></div>
+<div id="view-wrap"><canvas id="view" width="{width}" height="{height}"></canvas>{letters}
+<div id="scale"><div id="scale-bar"></div><span id="scale-label"></span></div></div>
 <div class="controls">
 <button id="prev" type="button" title="previous slice">&#9664;</button>
 <input id="slider" type="range" min="0" max="{num_slices - 1}" step="1" value="0"
@@ -338,6 +307,7 @@ def render_html_report(result: VolumeDetectionResult,
  mm</span>
 </div>
 <div class="controls" id="display">
+<label>window <select id="window" aria-label="display window">{options}</select></label>
 <label><input type="checkbox" id="show-boxes" checked> boxes</label>
 <label><input type="checkbox" id="show-labels" checked> labels</label>
 <label>score &ge; <input id="score-thr" type="range" min="0" max="1" step="0.01" value="0"
@@ -345,22 +315,25 @@ def render_html_report(result: VolumeDetectionResult,
 </div>
 <div class="slice-info" id="on-slice"></div>
 <div class="hint">Scroll: mouse wheel on the image, arrow keys, Page Up/Down, Home/End.
- Window W 400 / L 40. Click a row or a box to select a candidate.</div>
+ Click a row or a box to select a candidate. Axial slices seen from the feet
+ (radiological view). Pictures: {slices.size[0]} x {slices.size[1]} px, HU coded on 8 bits
+ (2.5 HU steps from -160 to 240 HU, coarser outside), JPEG quality {slices.quality}:
+ a review aid, not a diagnostic display.</div>
 </div>
 <div class="side">
 <h2>Candidates ({len(regions)})</h2>
-<p class="sizes">Best-slice box: the sides of the candidate's box on its best slice (long
-&times; short); 3D box: the box over all its slices (x &times; y &times; z). Box extents, not
-RECIST diameters.</p>
-<div class="scroll"><table id="candidates">{_header_html(_CANDIDATE_COLUMNS)}
+<p class="sizes"><b>Best-slice box</b>: long &times; short side of the candidate's box on its
+best slice; <b>3D box</b>: the box over all its slices (x &times; y &times; z). Both are box
+extents in mm, not RECIST diameters.</p>
+<div class="scroll"><table id="candidates">{sortable_header(_CANDIDATE_COLUMNS)}
 {_candidate_rows_html(regions)}</table></div>
-{_metadata_html(result, len(regions))}
+{_metadata_html(result, len(regions), identity)}
 </div>
 </div>
 </main>
-<script type="application/json" id="report-data">{_script_json(data)}</script>
-<script type="application/json" id="slice-data">{_script_json(list(slices))}</script>"""
-    return _page(title, body, _template('volume_viewer.js'))
+<script type="application/json" id="report-data">{script_json(data)}</script>
+<script type="application/json" id="slice-data">{script_json(slices.images)}</script>"""
+    return html_page(title, body, template('volume_viewer.js'))
 
 
 def write_html_report(result: VolumeDetectionResult, path: str,
@@ -369,8 +342,8 @@ def write_html_report(result: VolumeDetectionResult, path: str,
     """Write the self-contained report of one volume (module docstring) to ``path``.
 
     The file is written whole or not at all (:func:`~mp3d_mmdet.utils.safe_files.
-    atomic_write`); its size follows the module docstring's size rule (about 4-6 MB for a
-    512 x 512 x 100 scan).
+    atomic_write`); its size follows :mod:`.html_slices`' size rule (a 300-slice scan: under
+    8 MB).
 
     Args:
         result (VolumeDetectionResult): the detection result (``volume.hu`` ``(Z, Y, X)``).
@@ -384,90 +357,3 @@ def write_html_report(result: VolumeDetectionResult, path: str,
         handle.write(text)
 
 
-@dataclass(frozen=True)
-class HtmlIndexEntry:
-    """One volume of a batch index page.
-
-    Attributes:
-        name (str): the volume's name.
-        report (str | None): its report file, relative to the index page's folder (an
-            absolute path is made relative); None = no link (e.g. a failed volume).
-        num_candidates (int | None): candidates found (None: unknown / failed).
-        best_score (float | None): the best candidate's score (None or NaN: no candidate).
-        note (str): free text shown in a last column (e.g. an error message).
-    """
-    name: str
-    report: Optional[str]
-    num_candidates: Optional[int]
-    best_score: Optional[float]
-    note: str = ''
-
-
-_INDEX_COLUMNS = (
-    ('Volume', 'text', 'asc', 'volume name'),
-    ('Candidates', 'num', 'desc', 'number of candidates'),
-    ('Best score', 'num', 'desc', 'highest candidate score'),
-    ('Note', 'text', 'asc', 'remarks'),
-)
-
-
-def _report_href(report: str, index_dir: str) -> str:
-    if osp.isabs(report):
-        report = osp.relpath(report, index_dir)
-    return quote(report.replace(os.sep, '/'), safe="/-_.~!*'()")
-
-
-def render_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], title: str = 'Lesion '
-                      'detection reports', index_dir: str = '.') -> str:
-    """The batch index page as one HTML string.
-
-    Args:
-        entries (Sequence[HtmlIndexEntry | tuple]): one per volume, in the initial row order;
-            a tuple is ``(name, report, num_candidates, best_score[, note])``.
-        title (str): page title.
-        index_dir (str): the index page's folder (absolute report paths are made relative
-            to it).
-
-    Returns:
-        str: the HTML document (self-contained; only links to the reports).
-    """
-    entries = [e if isinstance(e, HtmlIndexEntry) else HtmlIndexEntry(*e) for e in entries]
-    rows = []
-    for e in entries:
-        score = None if e.best_score is None else float(e.best_score)
-        if score is not None and not math.isfinite(score):
-            score = None
-        link = (f'<a href="{_e(_report_href(e.report, index_dir))}">{_e(e.name)}</a>'
-                if e.report else _e(e.name))
-        rows.append(
-            f'<tr><td data-value="{_e(e.name)}">{link}</td>'
-            f'<td data-value="{_num_attr(e.num_candidates)}">{_fmt(e.num_candidates)}</td>'
-            f'<td data-value="{_num_attr(score)}">{_fmt(score, 3)}</td>'
-            f'<td>{_e(e.note)}</td></tr>')
-    if not rows:
-        rows.append('<tr class="empty"><td colspan="4">No volumes</td></tr>')
-    total = sum(e.num_candidates or 0 for e in entries)
-    body = (f'<header><h1>{_e(title)}</h1><p id="summary">{len(entries)} volume'
-            f'{"s" if len(entries) != 1 else ""}, {total} candidates</p></header>\n<main>\n'
-            f'<table id="volumes">{_header_html(_INDEX_COLUMNS)}<tbody>{"".join(rows)}'
-            '</tbody></table>\n</main>')
-    return _page(title, body, "makeSortable(document.getElementById('volumes'));")
-
-
-def write_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], path: str,
-                     title: str = 'Lesion detection reports') -> None:
-    """Write a self-contained, sortable index page of a batch's reports to ``path``.
-
-    One row per volume: name (linked to its report, relative to ``path``'s folder), number of
-    candidates, best score, note; a click on a header sorts by it. Written whole or not at
-    all (:func:`~mp3d_mmdet.utils.safe_files.atomic_write`).
-
-    Args:
-        entries (Sequence[HtmlIndexEntry | tuple]): ``(name, report, num_candidates,
-            best_score[, note])`` per volume (:class:`HtmlIndexEntry`).
-        path (str): the index ``.html`` file; its folder must exist.
-        title (str): page title.
-    """
-    text = render_html_index(entries, title, osp.dirname(osp.abspath(path)))
-    with atomic_write(path, encoding='utf-8') as handle:
-        handle.write(text)

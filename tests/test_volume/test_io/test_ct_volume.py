@@ -3,6 +3,7 @@ import gzip
 import os
 import struct
 
+import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -87,6 +88,28 @@ def test_folder_with_two_dicom_series_reads_the_larger(tmp_path):
     assert volume.warnings == [
         f'{folder} holds 2 DICOM series; read the largest, 1.2.826.0.1.3680043.2.1125.1.1 '
         '(5 files); ignored: 1.2.826.0.1.3680043.2.1125.1.2 (3 files)']
+
+
+def test_identity_metadata(tmp_path):
+    """Patient, study, series and window fields of a DICOM series (first value of a
+    multi-valued one), a NIfTI description, and nothing for a file without them."""
+    image = make_sitk_image(_ct_array(seed=3), SPACING, ORIGIN)
+    write_dicom_series(image, str(tmp_path / 'series'), extra_tags={
+        '0010|0010': 'Doe^Jane', '0010|0020': 'P-042', '0008|0020': '20240131',
+        '0008|1030': 'CT chest', '0008|103e': 'Axial 1.25', '0028|1050': '-600\\40',
+        '0028|1051': '1500\\400'})
+    metadata = read_ct_volume(str(tmp_path / 'series')).metadata
+    assert metadata == dict(PatientName='Doe^Jane', PatientID='P-042', StudyDate='20240131',
+                            StudyDescription='CT chest', SeriesDescription='Axial 1.25',
+                            Modality='CT', WindowCenter='-600', WindowWidth='1500')
+    sitk.WriteImage(image, str(tmp_path / 'described.nii.gz'))
+    nifti = nibabel.load(str(tmp_path / 'described.nii.gz'))  # SimpleITK writes no descrip
+    nifti.header['descrip'] = b'phantom scan'
+    nibabel.save(nifti, str(tmp_path / 'described.nii.gz'))
+    assert read_ct_volume(str(tmp_path / 'described.nii.gz')).metadata == dict(
+        Description='phantom scan')
+    sitk.WriteImage(image, str(tmp_path / 'plain.mha'))
+    assert read_ct_volume(str(tmp_path / 'plain.mha')).metadata == {}
 
 
 def test_dicom_slope_two_gives_hu(tmp_path):

@@ -8,6 +8,7 @@ the composited page (``Page.captureScreenshot``). The browser tests are skipped 
 Chromium is installed (``apt-get install chromium``; ``MP3D_CHROMIUM`` names another binary).
 """
 import base64
+import dataclasses
 import json
 import os
 import os.path as osp
@@ -29,9 +30,10 @@ from test_volume.volume_fixtures import PlantedLesion, make_sitk_image, phantom_
 from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, link_slice_detections,
                              measure_lesion_candidates, read_ct_volume)
 from mp3d_mmdet.volume import candidate_regions
-from mp3d_mmdet.volume import (BOX_RGB, SELECTED_RGB, HtmlIndexEntry,
-                                         encode_report_slices, write_html_index,
-                                         write_html_report)
+from mp3d_mmdet.volume import (BOX_RGB, DISPLAY_CODE_KNOTS, JPEG_QUALITIES, SELECTED_RGB,
+                               SLICE_BUDGET, WINDOW_PRESETS, HtmlIndexEntry, display_code_hu,
+                               encode_report_slices, hu_to_display_code, input_window,
+                               render_html_report, write_html_index, write_html_report)
 
 NUM_SLICES, HEIGHT, WIDTH = 14, 48, 64
 SPACING = (0.8, 0.8, 2.5)
@@ -70,7 +72,7 @@ def case(tmp_path_factory):
         volume=volume, detections=detections, candidates=candidates,
         linking=dict(iou_thr=0.3, max_gap=1, min_slices=1),
         model=dict(config='configs/cfg.py', checkpoint='ckpt/epoch_24.pth', device='cpu',
-                   score_thr=0.5),
+                   score_thr=0.5, cfg_options={'a': 1}),
         warnings=['phantom.nii.gz: a <test> warning & more'],
         timings=dict(read=0.05, **detections.timings, link=0.001))
     regions = candidate_regions(result)
@@ -111,11 +113,13 @@ def test_report_file_contents(case):
     picture = cv2.imdecode(np.frombuffer(base64.b64decode(slices[6]), np.uint8),
                            cv2.IMREAD_UNCHANGED)
     assert picture.shape == (HEIGHT, WIDTH)  # grey, native size (under 512 px)
-    assert picture[0, 0] < 8 and 100 < np.median(picture[HEIGHT // 2]) < 160  # air, tissue
+    tissue = int(hu_to_display_code(40.0))  # HU coded, not windowed: 40 HU -> 136
+    assert tissue == 136 and picture[0, 0] <= 4  # air (-1000 HU -> code 2)
+    assert abs(np.median(picture[HEIGHT // 2, 36:56]) - tissue) <= 2  # body, no lesion
     # metadata, escaped
     for expected in ('configs/cfg.py', 'ckpt/epoch_24.pth', 'phantom.nii.gz',
                      'a &lt;test&gt; warning &amp; more', 'linking iou_thr', 'network',
-                     '1.500 s', 'nifti', 'LPS'):
+                     '1.500 s', 'nifti', 'LPS', '{&quot;a&quot;: 1}'):
         assert expected in text, expected
     assert text.count('<tr tabindex="0" data-candidate=') == 3
 
@@ -148,16 +152,80 @@ def test_no_external_references(case, tmp_path):
     assert '<a href="a%20b/report.html">a b</a>' in open(index, encoding='utf-8').read()
 
 
+def _decoded(image: str) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(base64.b64decode(image), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def test_display_code_precision():
+    """HU -> code -> HU is within half a code step: 2.5 HU steps in [-160, 240], 15.4 HU
+    below, 32.3 HU above; clipped outside [-1024, 1500]; the map is increasing."""
+    hu = np.arange(-1024.0, 1500.5, 0.5)
+    back = display_code_hu()[hu_to_display_code(hu)]
+    error = np.abs(back - hu)
+    soft = (hu >= -160) & (hu <= 240)
+    assert error[soft].max() <= 2.5 / 2 + 1e-9
+    assert error[hu < -160].max() <= 864 / 56 / 2 + 1e-9
+    assert error[hu > 240].max() <= 1260 / 39 / 2 + 1e-9
+    assert np.all(np.diff(display_code_hu()) > 0)
+    assert [int(hu_to_display_code(h)) for h, _ in DISPLAY_CODE_KNOTS] == [0, 56, 216, 255]
+    assert hu_to_display_code(np.array([-3000.0, 4000.0])).tolist() == [0, 255]
+
+
 def test_slice_encoding_size_rule():
     hu = np.full((2, 300, 600), 40, np.float32)
     hu[:, :, :300] = -1000
     encoded = encode_report_slices(hu)
-    picture = cv2.imdecode(np.frombuffer(base64.b64decode(encoded[1]), np.uint8),
-                           cv2.IMREAD_UNCHANGED)
-    assert picture.shape == (256, 512)  # longer side shrunk to 512, aspect kept
-    assert picture[:, :250].max() < 8 and abs(int(np.median(picture[:, 260:])) - 127) <= 3
+    picture = _decoded(encoded.images[1])
+    assert picture.shape == (256, 512) and encoded.size == (512, 256)  # shrunk, aspect kept
+    assert picture[:, :250].max() <= 4 and abs(int(np.median(picture[:, 260:])) - 136) <= 2
+    assert encoded.quality == JPEG_QUALITIES[0]  # flat slices: far under the budget
     with pytest.raises(ValueError, match='Z, Y, X'):
         encode_report_slices(hu[0])
+
+
+def test_quality_follows_the_budget():
+    """Noisy slices over the budget get a lower quality, chosen so that they fit it."""
+    rng = np.random.default_rng(0)
+    hu = (40 + 60 * rng.standard_normal((4, 128, 128))).astype(np.float32)
+    best = encode_report_slices(hu, budget=None)
+    assert best.quality == JPEG_QUALITIES[0]
+    budget = best.num_chars // 4 // 2
+    fitted = encode_report_slices(hu, budget=budget)
+    assert fitted.quality < best.quality and fitted.num_chars <= budget * 4
+    higher = JPEG_QUALITIES[JPEG_QUALITIES.index(fitted.quality) - 1]
+    assert encode_report_slices(hu, qualities=[higher], budget=None).num_chars > budget * 4
+    floor = encode_report_slices(hu, qualities=[40], budget=1)  # the last quality: kept
+    assert floor.quality == 40 and floor.num_chars > 4
+
+
+def _with_metadata(result, **metadata):
+    return dataclasses.replace(result, volume=dataclasses.replace(result.volume,
+                                                                  metadata=metadata))
+
+
+def test_identity_and_windows(case):
+    """Patient and study identity and the input's window from the metadata; a file without
+    them says so, and its 'input' window is disabled."""
+    result, regions, report = case
+    text = open(report, encoding='utf-8').read()
+    assert 'no patient or study identity in the input (nifti)' in text
+    assert '<option value="input" disabled>input: none</option>' in text
+    windows = _payload(text, 'report-data')['windows']
+    assert windows == {k: list(v) for k, v in WINDOW_PRESETS.items()}
+    assert windows['soft tissue'] == [40.0, 400.0]
+    dicom = _with_metadata(result, PatientName='Doe^Jane^M', PatientID='P<42>',
+                           StudyDate='20240131', StudyDescription='CT chest', Modality='CT',
+                           SeriesDescription='Axial 1.25', WindowCenter='-600',
+                           WindowWidth='1500')
+    text = render_html_report(dicom, regions)
+    identity = re.search(r'<p id="identity">(.*?)</p>', text).group(1)
+    assert re.sub('<[^>]+>', '', identity) == (
+        'patient: Doe, Jane M &middot; ID: P&lt;42&gt; &middot; study date: 2024-01-31 '
+        '&middot; study: CT chest &middot; series: Axial 1.25 &middot; modality: CT')
+    assert '<option value="input">input (W 1500 / L -600)</option>' in text
+    assert _payload(text, 'report-data')['windows']['input'] == [-600.0, 1500.0]
+    assert input_window(dict(WindowCenter='40', WindowWidth='0')) is None
+    assert input_window(dict(WindowCenter='x', WindowWidth='400')) is None
 
 
 def test_written_whole_or_not_at_all(case, tmp_path):
@@ -529,3 +597,108 @@ def test_table_fits_1366_px(page, case):
     finally:
         page.call('Emulation.setDeviceMetricsOverride', width=1400, height=1000,
                   deviceScaleFactor=1, mobile=False)
+
+
+def _grey(page, rows, cols) -> float:
+    return float(page.screenshot('#view')[rows, cols].mean())
+
+
+def test_window_presets_change_the_pixels(page, case):
+    """Each preset re-windows the HU coded slice in the browser: body (40 HU) and air
+    (-1000 HU) take the grey levels of that window; the input's own window is offered when
+    the series has one."""
+    result, regions, report = case
+    page.open(report)
+    _go(page, 7)  # no box drawn
+    # 96 body voxels (x 38-49, y 26-33, away from the lesion), 4 air voxels in a corner
+    body, air = (slice(260, 340), slice(380, 500)), (slice(5, 25), slice(5, 25))
+
+    def expected(hu, centre, width):
+        return float(np.clip((hu - centre + width / 2) / width * 255, 0, 255))
+
+    assert page.js('document.body.dataset.window') == '40/400'
+    for name in ('lung', 'bone', 'brain', 'soft tissue'):
+        page.js(f"(() => {{ const w = document.getElementById('window'); w.value = '{name}'; "
+                "w.dispatchEvent(new Event('change')); })()")
+        _shown(page)
+        centre, width = WINDOW_PRESETS[name]
+        assert page.js('document.body.dataset.window') == f'{centre:g}/{width:g}'
+        assert abs(_grey(page, *body) - expected(40, centre, width)) < 8, name
+        # air: -1000 HU is coded as -993 HU (15.4 HU steps)
+        assert abs(_grey(page, *air) - expected(-993, centre, width)) < 4, name
+    assert page.js("document.querySelector('#window option[value=input]').disabled")
+    dicom = str(osp.join(osp.dirname(report), 'dicom_window.html'))
+    with open(dicom, 'w', encoding='utf-8') as handle:
+        handle.write(render_html_report(_with_metadata(result, WindowCenter='-100',
+                                                       WindowWidth='300'), regions))
+    page.open(dicom)
+    _go(page, 7)
+    page.js("(() => { const w = document.getElementById('window'); w.value = 'input'; "
+            "w.dispatchEvent(new Event('change')); })()")
+    _shown(page)
+    assert abs(_grey(page, *body) - expected(40, -100, 300)) < 8  # 40 HU in W 300 / L -100
+
+
+def test_orientation_letters_and_scale_bar(page, case):
+    """R on the left edge, L right, A top, P bottom (LPS grid, radiological view); the scale
+    bar's length is its label's mm at the view's scale."""
+    _, _, report = case
+    page.open(report)
+    _shown(page)
+    view = page.js("(() => { const r = document.getElementById('view')"
+                   '.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })()')
+    letters = page.js("""Object.fromEntries(['left', 'right', 'top', 'bottom'].map(s => {
+        const e = document.getElementById('orient-' + s), r = e.getBoundingClientRect();
+        return [s, [e.textContent, (r.left + r.right) / 2, (r.top + r.bottom) / 2]]; }))""")
+    assert {s: v[0] for s, v in letters.items()} == dict(left='R', right='L', top='A',
+                                                        bottom='P')
+    cx, cy = (view[0] + view[2]) / 2, (view[1] + view[3]) / 2
+    assert letters['left'][1] < view[0] + 20 and abs(letters['left'][2] - cy) < 3
+    assert letters['right'][1] > view[2] - 20 and abs(letters['right'][2] - cy) < 3
+    assert letters['top'][2] < view[1] + 20 and abs(letters['top'][1] - cx) < 3
+    assert letters['bottom'][2] > view[3] - 20 and abs(letters['bottom'][1] - cx) < 3
+    width, label, mm = page.js("[document.getElementById('scale-bar').getBoundingClientRect()"
+                               ".width, document.getElementById('scale-label').textContent, "
+                               "document.getElementById('scale').dataset.mm]")
+    # 64 px x 0.8 mm = 51.2 mm shown on 640 px: 12.5 px per mm; a quarter is 12.8 mm -> 10 mm
+    assert (mm, label) == ('10', '1 cm') and width == pytest.approx(125, abs=1)
+
+
+def _chest_like_volume(num_slices: int, side: int = 512, seed: int = 0) -> np.ndarray:
+    """``(Z, side, side)`` float32 HU: body with fat and soft tissue, lungs with texture, a
+    spine and ribs, correlated noise (25 HU) -- compresses like a chest CT."""
+    rng = np.random.default_rng(seed)
+    y, x = (np.mgrid[0:side, 0:side].astype(np.float32) - side / 2) / side
+    base = np.full((side, side), -1000, np.float32)
+    base[(x / 0.42)**2 + (y / 0.34)**2 < 1] = -100
+    base[(x / 0.39)**2 + (y / 0.31)**2 < 1] = 40
+    lungs = ((np.abs(x) - 0.18) / 0.13)**2 + ((y + 0.02) / 0.2)**2 < 1
+    base[(x / 0.04)**2 + ((y - 0.22) / 0.04)**2 < 1] = 600
+    body = base > -1000
+    volume = np.empty((num_slices, side, side), np.float32)
+    for z in range(num_slices):
+        noise = cv2.GaussianBlur(rng.standard_normal((side, side), np.float32), (0, 0), 0.8)
+        texture = cv2.GaussianBlur(rng.standard_normal((side, side), np.float32), (0, 0), 2)
+        volume[z] = np.where(lungs, -850 + 60 * texture, base) + np.where(body, 25 * noise, 0)
+    return volume
+
+
+def test_300_slice_report_size_and_opening_time(page, case, tmp_path):
+    """A 300-slice 512 x 512 chest-like scan: the report is under 8 MB and shows its first
+    picture within 2 s of the navigation in headless Chromium (generous margin: typically
+    well under 1 s)."""
+    result, regions, _ = case
+    hu = _chest_like_volume(300)
+    grid = dataclasses.replace(result.volume.geometry, size=(512, 512, 300))
+    volume = dataclasses.replace(result.volume, hu=hu, geometry=grid)
+    path = str(tmp_path / 'large.html')
+    write_html_report(dataclasses.replace(result, volume=volume), path, regions)
+    size = osp.getsize(path)
+    assert size < 8e6, size
+    assert size > 300 * SLICE_BUDGET * 0.3  # real pictures, not blanks
+    start = time.monotonic()
+    page.open(path)
+    _shown(page)
+    assert time.monotonic() - start < 2.0
+    pixels = page.screenshot('#view')
+    assert pixels.std() > 20  # a picture was drawn

@@ -24,10 +24,52 @@
   var kx = cssW / data.width, ky = cssH / data.height;
   function rgb(c) { return 'rgb(' + c[0] + ',' + c[1] + ',' + c[2] + ')'; }
   var images = new Array(n);
+  // decoded HU codes (html_slices): a few slices kept, least recently used dropped
+  var codes = new Map(), MAX_CODES = 24;
+  var work = document.createElement('canvas'), wctx = null, frame = null;
+  var windowMenu = document.getElementById('window');
+  var lut = new Uint8ClampedArray(256);
+  function setWindow() {
+    var w = data.windows[windowMenu.value], low = w[0] - w[1] / 2;
+    for (var c = 0; c < 256; c++) lut[c] = (data.code_hu[c] - low) / w[1] * 255;
+    document.body.dataset.window = w[0] + '/' + w[1];
+  }
+  function codesOf(z, im) {
+    var got = codes.get(z);
+    if (got) { codes.delete(z); codes.set(z, got); return got; }
+    if (work.width !== im.naturalWidth || work.height !== im.naturalHeight || !wctx) {
+      work.width = im.naturalWidth; work.height = im.naturalHeight;
+      wctx = work.getContext('2d', {willReadFrequently: true});
+      frame = wctx.createImageData(work.width, work.height);
+    }
+    wctx.drawImage(im, 0, 0);
+    var rgba = wctx.getImageData(0, 0, work.width, work.height).data;
+    got = new Uint8Array(rgba.length / 4);
+    for (var i = 0, j = 1; i < got.length; i++, j += 4) got[i] = rgba[j];
+    codes.set(z, got);
+    if (codes.size > MAX_CODES) codes.delete(codes.keys().next().value);
+    return got;
+  }
+  function windowed(z, im) {
+    var c = codesOf(z, im), px = frame.data;
+    for (var i = 0, j = 0; i < c.length; i++, j += 4) {
+      var g = lut[c[i]];
+      px[j] = g; px[j + 1] = g; px[j + 2] = g; px[j + 3] = 255;
+    }
+    wctx.putImageData(frame, 0, 0);
+    return work;
+  }
+  var mmPerPx = physW / cssW, barMm = [5, 10, 20, 50, 100, 200].filter(function (mm) {
+    return mm <= physW / 4; }).pop() || 5;
+  document.getElementById('scale-bar').style.width = (barMm / mmPerPx) + 'px';
+  document.getElementById('scale-label').textContent =
+    barMm >= 10 && barMm % 10 === 0 ? (barMm / 10) + ' cm' : barMm + ' mm';
+  document.getElementById('scale').dataset.mm = String(barMm);
   function image(z) {
     if (!images[z]) {
       var im = new Image();
       im.src = 'data:image/jpeg;base64,' + slices[z];
+      im.decoding = 'sync';
       images[z] = im;
     }
     return images[z];
@@ -70,7 +112,8 @@
     }
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, cssW, cssH);
-    ctx.drawImage(im, 0, 0, cssW, cssH);
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(windowed(z, im), 0, 0, cssW, cssH);
     var here = showBoxes.checked ? data.candidates.filter(function (c) {
       return c.boxes[z] && shown(c); }) : [];
     here.sort(function (a, b) { return (a.id === selected) - (b.id === selected); });
@@ -124,6 +167,8 @@
   [showBoxes, showLabels].forEach(function (box) {
     box.addEventListener('change', applyDisplay); });
   scoreThr.addEventListener('input', applyDisplay);
+  windowMenu.addEventListener('change', function () { setWindow(); applyDisplay(); });
+  setWindow();
   slider.addEventListener('input', function () { show(parseInt(slider.value, 10)); });
   document.getElementById('prev').addEventListener('click', function () { show(current - 1); });
   document.getElementById('next').addEventListener('click', function () { show(current + 1); });
