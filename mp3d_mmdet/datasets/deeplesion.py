@@ -104,27 +104,27 @@ class DeepLesionDataset(BaseDetDataset):
     So with a JSON file the FROC metric's lesion type and size breakdowns are empty (n/a).
 
     Args:
-        data_root (str): the unpacked release (folder holding ``DL_info.csv``).
-        ann_file (str): annotation file relative to ``data_root``: ``DL_info.csv`` or an
+        data_root: the unpacked release (folder holding ``DL_info.csv``).
+        ann_file: annotation file relative to ``data_root``: ``DL_info.csv`` or an
             official ``deeplesion_<split>.json`` (recognised from the content).
             Defaults to 'DL_info.csv'.
-        data_prefix (dict): ``img`` = PNG root relative to ``data_root``.
+        data_prefix: ``img`` = PNG root relative to ``data_root``.
             Defaults to ``dict(img='Images_png/')``.
-        split (str | int | None): 'train' / 'val' / 'test' or the ``Train_Val_Test`` code
+        split: 'train' / 'val' / 'test' or the ``Train_Val_Test`` code
             1 / 2 / 3. With the csv it selects the rows (None: 'train'). A JSON file is one
             split: where its name states one (``deeplesion_test.json``) a different ``split``
             is an error, otherwise ``split`` only names the split in the log.
             Defaults to None.
-        exclude_noisy (bool): drop the lesions flagged ``Possibly_noisy`` (csv) / ``noisy``
+        exclude_noisy: drop the lesions flagged ``Possibly_noisy`` (csv) / ``noisy``
             (JSON) and the key slices left without lesions, as the published 3DCE / MULAN /
             AlignShift evaluations do (the release's test set: 4,831 images / 4,927 lesions ->
             4,817 / 4,912). The official MP3D code keeps them. Defaults to True.
-        data_fraction (float): keep this fraction of the split's *patients* (0 < f <= 1,
+        data_fraction: keep this fraction of the split's *patients* (0 < f <= 1,
             rounded, at least one patient), for the paper's Table 5. Patients are taken in the
             order of one random permutation drawn with ``fraction_seed``, so for one seed a
             smaller fraction is a subset of a larger one. Defaults to 1.0.
-        fraction_seed (int): seed of that permutation. Defaults to 0.
-        check_files (bool): check at load time that every key slice PNG exists (raises
+        fraction_seed: seed of that permutation. Defaults to 0.
+        check_files: check at load time that every key slice PNG exists (raises
             FileNotFoundError naming the csv row / JSON record) and that its size (read from
             the PNG header) is the annotated one (ValueError naming the rows / record).
             Defaults to True.
@@ -166,7 +166,7 @@ class DeepLesionDataset(BaseDetDataset):
         configured, parse each key slice.
 
         Returns:
-            list[dict]: one ``data_info`` per key slice, in file order.
+            One ``data_info`` per key slice, in file order.
         """
         self.annotation_format = annotation_file_format(self.ann_file)
         if self.annotation_format == 'json':
@@ -246,12 +246,12 @@ class DeepLesionDataset(BaseDetDataset):
         """Turn the annotations of one key slice into a ``data_info`` dict.
 
         Args:
-            raw_data_info (dict): ``rows``: the :class:`DLInfoRow` s of one ``File_name``
+            raw_data_info: ``rows``: the :class:`DLInfoRow` s of one ``File_name``
                 (at least one); or ``image``: a :class:`DeepLesionJSONImage` and
                 ``annotations``: its kept :class:`DeepLesionJSONAnnotation` s.
 
         Returns:
-            dict: the ``data_info`` described in the class docstring.
+            The ``data_info`` described in the class docstring.
         """
         if 'image' in raw_data_info:
             return self._parse_json_image(raw_data_info['image'], raw_data_info['annotations'])
@@ -387,7 +387,7 @@ class DeepLesionDataset(BaseDetDataset):
         silent; in ``test_mode`` every key slice is kept.
 
         Returns:
-            list[dict]: the kept ``data_info`` s.
+            The kept ``data_info`` s.
         """
         if self.test_mode or not self.filter_cfg:
             return self.data_list

@@ -55,10 +55,10 @@ class DeepLesionJSONAnnotation:
     """One lesion record of an official JSON file.
 
     Attributes:
-        ann_id (int): the record's ``id``.
-        bbox_xywh (tuple[float, float, float, float]): ``[x, y, w, h]``, 0-based pixels,
+        ann_id: the record's ``id``.
+        bbox_xywh: ``[x, y, w, h]``, 0-based pixels,
             ``w > 0``, ``h > 0``.
-        noisy (bool): the ``noisy`` flag (``Possibly_noisy`` of ``DL_info.csv``).
+        noisy: the ``noisy`` flag (``Possibly_noisy`` of ``DL_info.csv``).
     """
     ann_id: int
     bbox_xywh: Tuple[float, float, float, float]
@@ -76,15 +76,15 @@ class DeepLesionJSONImage:
     """One key-slice record of an official JSON file, with its lesions in file order.
 
     Attributes:
-        image_id (int): the record's ``id``.
-        file_name (str): ``'<patient>_<study>_<series>/<slice>.png'``, relative to
+        image_id: the record's ``id``.
+        file_name: ``'<patient>_<study>_<series>/<slice>.png'``, relative to
             ``Images_png/``.
-        width, height (int): image size in pixels.
-        pixel_spacing (float): ``spacing``, mm per pixel in x and y.
-        slice_interval (float): ``slice_intv``, mm between slices.
-        windows (tuple[tuple[float, float], ...]): ``windows`` as ``(low, high)`` HU pairs
+        width, height: image size in pixels.
+        pixel_spacing: ``spacing``, mm per pixel in x and y.
+        slice_interval: ``slice_intv``, mm between slices.
+        windows: ``windows`` as ``(low, high)`` HU pairs
             (empty when the record has none).
-        annotations (tuple[DeepLesionJSONAnnotation, ...]): the lesions of this image.
+        annotations: the lesions of this image.
     """
     image_id: int
     file_name: str
@@ -232,10 +232,10 @@ def read_deeplesion_json(path: str) -> List[DeepLesionJSONImage]:
     """Read and validate an official MVP-Net / MP3D DeepLesion annotation file.
 
     Args:
-        path (str): the JSON file (schema in the module docstring).
+        path: the JSON file (schema in the module docstring).
 
     Returns:
-        list[DeepLesionJSONImage]: one per ``images`` record, in file order, each with its
+        One per ``images`` record, in file order, each with its
         annotations in file order.
 
     Raises:
@@ -302,8 +302,8 @@ def write_deeplesion_json(path: str, rows: Sequence[DLInfoRow]) -> None:
     written whole or not at all.
 
     Args:
-        path (str): output file.
-        rows (Sequence[DLInfoRow]): the rows to write.
+        path: output file.
+        rows: the rows to write.
     """
     images: Dict[str, dict] = {}
     annotations = []

@@ -75,22 +75,22 @@ class DLInfoRow:
     """One parsed, validated row of ``DL_info.csv`` (coordinates as written: 1-based pixels).
 
     Attributes:
-        csv_row (int): 1-based line number in the file, header = line 1.
-        file_name (str): e.g. ``'000001_01_01_109.png'``.
-        patient_index, study_index, series_id, key_slice_index (int): ids of the key slice.
-        measurement_coordinates (tuple[float, ...]): 8 values, RECIST long then short axis.
-        bounding_box (tuple[float, ...]): ``(x1, y1, x2, y2)``, 1-based, ``x1 <= x2, y1 <= y2``.
-        lesion_diameters_pixel (tuple[float, float]): ``(long, short)`` in pixels.
-        normalized_lesion_location (tuple[float, float, float]): ``(x, y, z)``.
-        coarse_lesion_type (int): 1..8 or -1.
-        possibly_noisy (bool): the ``Possibly_noisy`` flag.
-        slice_range (tuple[int, int]): ``(first, last)`` slice numbers stored.
-        spacing_mm_px (tuple[float, float, float]): ``(x, y, z)`` spacing in mm, all > 0.
-        image_size (tuple[int, int]): ``(width, height)``.
-        dicom_windows (tuple[tuple[float, float], ...]): HU windows ``(low, high)``.
-        patient_gender (str): as written.
-        patient_age (float | None): None where the field is empty or NaN.
-        train_val_test (int): 1, 2 or 3.
+        csv_row: 1-based line number in the file, header = line 1.
+        file_name: e.g. ``'000001_01_01_109.png'``.
+        patient_index, study_index, series_id, key_slice_index: ids of the key slice.
+        measurement_coordinates: 8 values, RECIST long then short axis.
+        bounding_box: ``(x1, y1, x2, y2)``, 1-based, ``x1 <= x2, y1 <= y2``.
+        lesion_diameters_pixel: ``(long, short)`` in pixels.
+        normalized_lesion_location: ``(x, y, z)``.
+        coarse_lesion_type: 1..8 or -1.
+        possibly_noisy: the ``Possibly_noisy`` flag.
+        slice_range: ``(first, last)`` slice numbers stored.
+        spacing_mm_px: ``(x, y, z)`` spacing in mm, all > 0.
+        image_size: ``(width, height)``.
+        dicom_windows: HU windows ``(low, high)``.
+        patient_gender: as written.
+        patient_age: None where the field is empty or NaN.
+        train_val_test: 1, 2 or 3.
     """
     csv_row: int
     file_name: str
@@ -135,10 +135,10 @@ def consecutive_runs(numbers: Sequence[int]) -> List[Tuple[int, int]]:
     consecutive slice numbers in it is one *sub-volume* (the unit of the manual 3D test set).
 
     Args:
-        numbers (Sequence[int]): slice numbers, any order, duplicates allowed.
+        numbers: slice numbers, any order, duplicates allowed.
 
     Returns:
-        list[tuple[int, int]]: e.g. ``[1, 2, 3, 7, 8]`` -> ``[(1, 3), (7, 8)]``.
+        E.g. ``[1, 2, 3, 7, 8]`` -> ``[(1, 3), (7, 8)]``.
     """
     runs: List[Tuple[int, int]] = []
     for number in sorted(set(int(n) for n in numbers)):
@@ -373,10 +373,10 @@ def read_dl_info(path: str) -> List[DLInfoRow]:
     annotate the same box on the same key slice twice (:class:`LesionsListedOnce`).
 
     Args:
-        path (str): path of the csv file (UTF-8, optionally with a byte-order mark).
+        path: path of the csv file (UTF-8, optionally with a byte-order mark).
 
     Returns:
-        list[DLInfoRow]: the rows in file order.
+        The rows in file order.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -423,8 +423,8 @@ def write_dl_info(path: str, rows: List[DLInfoRow]) -> None:
     whole or not at all (a temporary file renamed into place).
 
     Args:
-        path (str): output path.
-        rows (list[DLInfoRow]): rows to write.
+        path: output path.
+        rows: rows to write.
     """
     with atomic_write(path, newline='') as handle:
         writer = csv.writer(handle, lineterminator='\n')

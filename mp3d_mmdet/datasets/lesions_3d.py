@@ -47,14 +47,14 @@ class VolumeGroundTruth:
     """The lesions of a set of sub-volumes.
 
     Attributes:
-        boxes (dict[str, np.ndarray]): sub-volume name -> float64 ``(g, 6)``
+        boxes: sub-volume name -> float64 ``(g, 6)``
             ``[x1, y1, z1, x2, y2, z2]`` (key-slice mode: ``z1 == z2``), whole-series
             coordinates (module docstring); every evaluated sub-volume has an entry.
-        key_slice (bool): the boxes are key-slice boxes (score in the "P3D" mode).
-        long_diameters_mm (dict[str, np.ndarray] | None): sub-volume name -> ``(g,)`` RECIST
+        key_slice: the boxes are key-slice boxes (score in the "P3D" mode).
+        long_diameters_mm: sub-volume name -> ``(g,)`` RECIST
             long diameters in mm where the source has them (``DL_info.csv``), else None.
-        source (str): one line naming the file, split and mode, for reports.
-        path (str): the annotation file, for messages.
+        source: one line naming the file, split and mode, for reports.
+        path: the annotation file, for messages.
     """
     boxes: Dict[str, np.ndarray]
     key_slice: bool
@@ -80,11 +80,11 @@ def read_lens_annotations(path: str, split: str) -> VolumeGroundTruth:
     """Read one split of a LENS-format annotation file.
 
     Args:
-        path (str): the ``.pkl`` file (``{split: {name: (n, 6) array}}``).
-        split (str): a split the file holds (LENS: ``'val'`` or ``'test'``).
+        path: the ``.pkl`` file (``{split: {name: (n, 6) array}}``).
+        split: a split the file holds (LENS: ``'val'`` or ``'test'``).
 
     Returns:
-        VolumeGroundTruth: 3D boxes of the split's sub-volumes.
+        3D boxes of the split's sub-volumes.
 
     Raises:
         FileNotFoundError: no such file.
@@ -127,8 +127,8 @@ def write_lens_annotations(path: str, splits: Mapping[str, Mapping[str, np.ndarr
     float64 arrays), whole or not at all.
 
     Args:
-        path (str): output ``.pkl`` file.
-        splits (Mapping): split name -> sub-volume name -> ``(n, 6)`` boxes.
+        path: output ``.pkl`` file.
+        splits: split name -> sub-volume name -> ``(n, 6)`` boxes.
     """
     content = {split: {name: np.asarray(b, dtype=np.float64).reshape(-1, 6)
                        for name, b in sorted(volumes.items())}
@@ -143,14 +143,14 @@ def key_slice_ground_truth(dl_info_path: str, split: str,
     """The split's ``DL_info.csv`` lesions as key-slice boxes of the given sub-volumes.
 
     Args:
-        dl_info_path (str): the release's ``DL_info.csv``.
-        split (str): 'train', 'val' or 'test'.
-        subvolumes (Iterable[str]): sub-volume names, e.g. every one a batch run detected in;
+        dl_info_path: the release's ``DL_info.csv``.
+        split: 'train', 'val' or 'test'.
+        subvolumes: sub-volume names, e.g. every one a batch run detected in;
             those of series without a row in the split are left out.
-        exclude_noisy (bool): leave out ``Possibly_noisy`` lesions. Defaults to True.
+        exclude_noisy: leave out ``Possibly_noisy`` lesions. Defaults to True.
 
     Returns:
-        VolumeGroundTruth: for each kept sub-volume the
+        For each kept sub-volume the
         ``[x1 - 1, y1 - 1, z, x2 - 1, y2 - 1, z]`` boxes (0-based from the csv's 1-based ones;
         ``z`` = key slice number) of the rows whose key slice it holds, and their long
         diameters in mm (a sub-volume without such a row gets none).
@@ -222,7 +222,7 @@ def candidates_in_series_slices(
         results_path: the results file, for messages.
 
     Returns:
-        tuple[list[np.ndarray], list[np.ndarray]]: per sub-volume of ``ground_truth`` (in its
+        Per sub-volume of ``ground_truth`` (in its
         order), the float64 ``(n, 7)`` candidates ``[x1, y1, z1, x2, y2, z2, score]`` with
         ``z_offset`` added to ``z1``, ``z2``, and its ``(g, 6)`` lesions.
 

@@ -72,9 +72,9 @@ class SlicePlan(NamedTuple):
     Channel ``c`` = ``(1 - upper_weight[c]) * slice[lower[c]] + upper_weight[c] * slice[upper[c]]``.
 
     Attributes:
-        lower (np.ndarray): int64 slice indices, after the missing-slice fallback.
-        upper (np.ndarray): int64 slice indices, after the missing-slice fallback.
-        upper_weight (np.ndarray): float64 weights in ``[0, 1)`` on ``upper``.
+        lower: int64 slice indices, after the missing-slice fallback.
+        upper: int64 slice indices, after the missing-slice fallback.
+        upper_weight: float64 weights in ``[0, 1)`` on ``upper``.
     """
     lower: np.ndarray
     upper: np.ndarray
@@ -85,10 +85,10 @@ def png_to_hu(values: np.ndarray) -> np.ndarray:
     """Convert DeepLesion PNG values (uint16, ``HU + 32768``) to HU.
 
     Args:
-        values (np.ndarray): uint16 array of any shape.
+        values: uint16 array of any shape.
 
     Returns:
-        np.ndarray: float32 array of the same shape, ``values - 32768``.
+        Float32 array of the same shape, ``values - 32768``.
     """
     if values.dtype != np.uint16:
         raise ValueError(f'png_to_hu expects uint16 PNG values, got dtype {values.dtype}')
@@ -105,10 +105,10 @@ def is_channel_planar(img: np.ndarray) -> bool:
     coincide).
 
     Args:
-        img (np.ndarray): an image array.
+        img: an image array.
 
     Returns:
-        bool: ``img.transpose(2, 0, 1)`` is C-contiguous and ``img`` itself is not.
+        ``img.transpose(2, 0, 1)`` is C-contiguous and ``img`` itself is not.
     """
     return (img.ndim == 3 and not img.flags.c_contiguous
             and img.transpose(2, 0, 1).flags.c_contiguous)
@@ -119,13 +119,13 @@ def neighbour_positions(key_index: int, num_slices: int, target_interval_mm: flo
     """Fractional slice indices of the ``num_slices`` inputs centred on the key slice.
 
     Args:
-        key_index (int): index of the key slice (file number, or volume z index).
-        num_slices (int): ``N``, odd, >= 1.
-        target_interval_mm (float): wanted spacing between input channels in mm (> 0).
-        slice_interval_mm (float): real z spacing of the series in mm (> 0).
+        key_index: index of the key slice (file number, or volume z index).
+        num_slices: ``N``, odd, >= 1.
+        target_interval_mm: wanted spacing between input channels in mm (> 0).
+        slice_interval_mm: real z spacing of the series in mm (> 0).
 
     Returns:
-        np.ndarray: float64 ``(N,)``, ``key_index + k * target / real`` for
+        Float64 ``(N,)``, ``key_index + k * target / real`` for
         ``k = -(N // 2) .. N // 2`` (increasing).
     """
     check_num_slices(num_slices)
@@ -149,15 +149,15 @@ def neighbour_sampling_plan(key_index: int, num_slices: int, target_interval_mm:
     nearest available index between it and ``key_index`` (towards the key slice).
 
     Args:
-        key_index (int): index of the key slice; must be in ``available_indices``.
-        num_slices (int): ``N``, odd.
-        target_interval_mm (float): wanted channel spacing in mm.
-        slice_interval_mm (float): real z spacing in mm.
-        available_indices (Sequence[int]): indices of the slices that can be read (any order),
+        key_index: index of the key slice; must be in ``available_indices``.
+        num_slices: ``N``, odd.
+        target_interval_mm: wanted channel spacing in mm.
+        slice_interval_mm: real z spacing in mm.
+        available_indices: indices of the slices that can be read (any order),
             e.g. the PNG files present, or ``range(Z)`` for a volume.
 
     Returns:
-        SlicePlan: ``(lower, upper, upper_weight)``, each of shape ``(N,)``.
+        ``(lower, upper, upper_weight)``, each of shape ``(N,)``.
     """
     available = np.unique(np.asarray(available_indices, dtype=np.int64))
     key_index = int(key_index)
@@ -217,15 +217,15 @@ def assemble_slices(plan: SlicePlan,
     copy it to interleaved order themselves).
 
     Args:
-        plan (SlicePlan): from :func:`neighbour_sampling_plan`.
-        read_slice (Callable[[int], np.ndarray]): returns the ``(H, W)`` slice of an index
+        plan: from :func:`neighbour_sampling_plan`.
+        read_slice: returns the ``(H, W)`` slice of an index
             (any real dtype, finite values); all slices must have the same shape.
-        hu_window (Sequence[float]): HU clip window ``(low, high)``.
-        out_range (Sequence[float]): output range ``(low, high)``.
-        value_offset (float): added to the values returned by ``read_slice`` to get HU.
+        hu_window: HU clip window ``(low, high)``.
+        out_range: output range ``(low, high)``.
+        value_offset: added to the values returned by ``read_slice`` to get HU.
 
     Returns:
-        np.ndarray: float32 ``(H, W, N)`` view of a C-contiguous ``(N, H, W)`` array
+        Float32 ``(H, W, N)`` view of a C-contiguous ``(N, H, W)`` array
         (``img.transpose(2, 0, 1)`` is contiguous); channel ``c`` = plan channel ``c``.
     """
     low, scale = window_offset_and_scale(hu_window, out_range)
@@ -294,16 +294,16 @@ def sample_slices_from_volume(volume_hu: np.ndarray,
     slice (the "towards the key slice" rule with every slice available).
 
     Args:
-        volume_hu (np.ndarray): ``(Z, H, W)`` HU values (any real dtype), z = slice index.
-        key_index (int): z index of the key slice, ``0 <= key_index < Z``.
-        num_slices (int): ``N``, odd.
-        target_interval_mm (float): wanted channel spacing in mm.
-        slice_interval_mm (float): z spacing of the volume in mm.
-        hu_window (Sequence[float]): HU clip window.
-        out_range (Sequence[float]): output range.
+        volume_hu: ``(Z, H, W)`` HU values (any real dtype), z = slice index.
+        key_index: z index of the key slice, ``0 <= key_index < Z``.
+        num_slices: ``N``, odd.
+        target_interval_mm: wanted channel spacing in mm.
+        slice_interval_mm: z spacing of the volume in mm.
+        hu_window: HU clip window.
+        out_range: output range.
 
     Returns:
-        np.ndarray: float32 ``(H, W, N)``.
+        Float32 ``(H, W, N)``.
     """
     if volume_hu.ndim != 3:
         raise ValueError(f'volume_hu must be (Z, H, W), got shape {volume_hu.shape}')

@@ -45,7 +45,7 @@ def as_boxes(boxes: np.ndarray, name: str = 'boxes', columns: int = 4) -> np.nda
         columns: 4, 5, 6 or 7.
 
     Returns:
-        np.ndarray: float64 ``(k, columns)`` (the input itself when it already is one).
+        Float64 ``(k, columns)`` (the input itself when it already is one).
 
     Raises:
         ValueError: another shape, a non-finite value, or an inverted box (``x2 < x1``,

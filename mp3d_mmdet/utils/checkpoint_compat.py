@@ -41,7 +41,7 @@ def mmengine_checkpoint_globals() -> List[object]:
     """Return the classes and functions that mmengine checkpoints pickle besides tensors.
 
     Returns:
-        list: ``HistoryBuffer`` and :func:`~mp3d_mmdet.utils.pickle_allowlist.numpy_pickle_globals`,
+        ``HistoryBuffer`` and :func:`~mp3d_mmdet.utils.pickle_allowlist.numpy_pickle_globals`,
         to pass to :func:`torch.serialization.add_safe_globals`.
     """
     from mmengine.logging import HistoryBuffer
@@ -74,7 +74,7 @@ def allow_mmengine_checkpoints() -> bool:
     do not default to ``weights_only=True`` either.
 
     Returns:
-        bool: True if the allow-list was extended (or already was), False if torch has no
+        True if the allow-list was extended (or already was), False if torch has no
         allow-list.
     """
     from mmengine.logging import HistoryBuffer

@@ -49,9 +49,9 @@ def check_checkpoint_file(path: str, what: str = 'checkpoint', hint: str = '') -
     """Check from its first bytes that ``path`` is a PyTorch checkpoint file.
 
     Args:
-        path (str): the file.
-        what (str): what the file should be, for the messages (e.g. ``'--checkpoint'``).
-        hint (str): appended to the message of a missing file (where to look, how to make it).
+        path: the file.
+        what: what the file should be, for the messages (e.g. ``'--checkpoint'``).
+        hint: appended to the message of a missing file (where to look, how to make it).
 
     Raises:
         FileNotFoundError: no such file.
@@ -79,13 +79,13 @@ def load_state_dict_file(path: str, what: str = 'checkpoint'
     """Load the weights of a checkpoint file safely (``torch.load(weights_only=True)``).
 
     Args:
-        path (str): an mmengine checkpoint (a dict with ``state_dict`` and optionally
+        path: an mmengine checkpoint (a dict with ``state_dict`` and optionally
             ``meta``) or a bare state dict (a dict of tensors). A ``module.`` prefix on every
             key (a DDP-wrapped model) is stripped.
-        what (str): what the file should be, for the messages.
+        what: what the file should be, for the messages.
 
     Returns:
-        tuple[dict[str, Tensor], dict]: the state dict (tensors on the CPU) and the
+        The state dict (tensors on the CPU) and the
         checkpoint's ``meta`` (``{}`` if none).
 
     Raises:

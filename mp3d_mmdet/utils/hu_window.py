@@ -37,12 +37,12 @@ def clip_and_scale_hu(hu: np.ndarray,
     above) -> ``out_range[1]``. With the defaults: -1024 HU -> 0.0, 1050 HU -> 255.0.
 
     Args:
-        hu (np.ndarray): HU values, any shape, any real dtype.
-        hu_window (Sequence[float]): ``(low, high)`` HU, ``high > low``.
-        out_range (Sequence[float]): ``(low, high)`` output values, ``high > low``.
+        hu: HU values, any shape, any real dtype.
+        hu_window: ``(low, high)`` HU, ``high > low``.
+        out_range: ``(low, high)`` output values, ``high > low``.
 
     Returns:
-        np.ndarray: float32 array of the shape of ``hu``, values in ``out_range``.
+        Float32 array of the shape of ``hu``, values in ``out_range``.
     """
     low, scale = window_offset_and_scale(hu_window, out_range)
     out = np.asarray(hu, dtype=np.float32) - np.float32(low)

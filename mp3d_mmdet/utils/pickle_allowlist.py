@@ -39,7 +39,7 @@ def numpy_pickle_globals() -> List[object]:
     ``_frombuffer`` for protocol-5 pickles) and run no other code.
 
     Returns:
-        list: ``numpy.ndarray``, ``numpy.dtype``, the concrete dtype classes of
+        ``numpy.ndarray``, ``numpy.dtype``, the concrete dtype classes of
         :data:`_NUMPY_DTYPES` and the reconstruction functions.
     """
     try:  # numpy 1.x keeps the pickling helpers in numpy.core
@@ -113,10 +113,10 @@ def load_pickle_allowlisted(path: str) -> Any:
     """Unpickle a file, rebuilding only plain data (see the module docstring).
 
     Args:
-        path (str): a pickle file.
+        path: a pickle file.
 
     Returns:
-        Any: the unpickled object (containers of Python scalars, strings, numpy arrays and
+        The unpickled object (containers of Python scalars, strings, numpy arrays and
         scalars, CPU torch tensors).
 
     Raises:

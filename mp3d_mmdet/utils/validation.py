@@ -146,9 +146,9 @@ def ct_spacing_problem(pixel_spacing: Optional[Sequence[float]] = None,
     """Why a CT spacing is implausible, or None if it is within the ranges above.
 
     Args:
-        pixel_spacing (Sequence[float] | None): in-plane ``(x, y)`` (or a single ``(x,)``)
+        pixel_spacing: in-plane ``(x, y)`` (or a single ``(x,)``)
             spacing in mm; None = not checked.
-        slice_interval (float | None): z spacing in mm; None = not checked.
+        slice_interval: z spacing in mm; None = not checked.
 
     Returns:
         str | None: e.g. ``"slice interval 1e-06 mm is outside the plausible CT range

@@ -47,14 +47,14 @@ class VolumeInput:
     """One volume of a batch.
 
     Attributes:
-        name (str): unique name in the batch (the results file's key).
-        source (str): absolute path read: a volume file, a DICOM series folder, or (for a
+        name: unique name in the batch (the results file's key).
+        source: absolute path read: a volume file, a DICOM series folder, or (for a
             DeepLesion sub-volume) the series folder.
-        z_offset (int): slice number of voxel ``z = 0``: the first slice a DeepLesion
+        z_offset: slice number of voxel ``z = 0``: the first slice a DeepLesion
             sub-volume name states, 0 for other names
             (:func:`~mp3d_mmdet.datasets.dl_info.subvolume_z_offset`).
-        subvolume (DeepLesionSubvolume | None): set for DeepLesion sub-volumes.
-        deeplesion_root (str | None): the release folder of ``subvolume``.
+        subvolume: set for DeepLesion sub-volumes.
+        deeplesion_root: the release folder of ``subvolume``.
     """
     name: str
     source: str

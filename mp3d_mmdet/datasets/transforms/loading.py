@@ -23,10 +23,10 @@ def read_uint16_png(path: str) -> np.ndarray:
     """Decode a DeepLesion slice PNG (single channel, 16 bit) with OpenCV.
 
     Args:
-        path (str): PNG file.
+        path: PNG file.
 
     Returns:
-        np.ndarray: uint16 ``(H, W)`` raw values (``HU + 32768``).
+        Uint16 ``(H, W)`` raw values (``HU + 32768``).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -72,12 +72,12 @@ def annotation_source(instances: Sequence[dict]) -> str:
     """Name the annotation records of a key slice for error messages.
 
     Args:
-        instances (Sequence[dict]): the key slice's instances, each carrying ``csv_row``
+        instances: the key slice's instances, each carrying ``csv_row``
             (``DL_info.csv``) or ``ann_id`` (official JSON), as :class:`DeepLesionDataset`
             makes them.
 
     Returns:
-        str: e.g. ``"csv row(s) 2, 3"``, ``"annotation id(s) 4890"``, or ``"no annotation"``.
+        E.g. ``"csv row(s) 2, 3"``, ``"annotation id(s) 4890"``, or ``"no annotation"``.
     """
     rows = [inst['csv_row'] for inst in instances if inst.get('csv_row') is not None]
     if rows:
@@ -93,10 +93,10 @@ def check_image_size(path: str, actual_wh: Tuple[int, int], expected_wh: Tuple[i
     """Raise if a key slice's real size differs from the annotated one.
 
     Args:
-        path (str): the slice file.
-        actual_wh (tuple[int, int]): ``(width, height)`` of the file.
-        expected_wh (tuple[int, int]): ``(width, height)`` the annotation states.
-        source (str): the annotation records stating it (see :func:`annotation_source`),
+        path: the slice file.
+        actual_wh: ``(width, height)`` of the file.
+        expected_wh: ``(width, height)`` the annotation states.
+        source: the annotation records stating it (see :func:`annotation_source`),
             named in the message.
 
     Raises:
@@ -136,14 +136,14 @@ class LoadCTSlices(BaseTransform):
     (bool).
 
     Args:
-        num_slices (int): ``N``, odd (the paper: 9). Required (configs set it at their top
+        num_slices: ``N``, odd (the paper: 9). Required (configs set it at their top
             level: see :mod:`mp3d_mmdet.utils.config`).
-        slice_interval (float): channel spacing in mm. Defaults to 2.5 (the paper).
-        hu_window (Sequence[float]): HU clip window. Defaults to (-1024, 1050) (the paper).
-        out_range (Sequence[float]): output value range of the window. Defaults to (0, 255).
-        flip_slice_order_prob (float): probability of reversing the channel order (training
+        slice_interval: channel spacing in mm. Defaults to 2.5 (the paper).
+        hu_window: HU clip window. Defaults to (-1024, 1050) (the paper).
+        out_range: output value range of the window. Defaults to (0, 255).
+        flip_slice_order_prob: probability of reversing the channel order (training
             augmentation; the key slice stays in the centre). Defaults to 0.
-        retain_freed_memory (bool): on the first call in each process (each dataloader
+        retain_freed_memory: on the first call in each process (each dataloader
             worker), make glibc malloc reuse freed memory
             (:func:`mp3d_mmdet.utils.retain_freed_cpu_memory`): a sample's ``N x H x W``
             float32 arrays are above malloc's mmap threshold and would otherwise be mapped and

@@ -24,7 +24,7 @@ class EvaluationProgressHook(Hook):
     """tqdm progress bar of the ``val`` and ``test`` loops (see the module docstring).
 
     Args:
-        mininterval (float | None): seconds between bar updates; None = 0.5 on a terminal,
+        mininterval: seconds between bar updates; None = 0.5 on a terminal,
             30 otherwise.
 
     Use it in a config::

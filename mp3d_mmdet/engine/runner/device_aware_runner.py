@@ -67,7 +67,7 @@ def cpu_config_changes(cfg: Union[Config, ConfigDict, dict]) -> List[str]:
         cfg: a full runner config (the object ``Runner.from_cfg`` receives).
 
     Returns:
-        list[str]: one human-readable line per change made (empty if none was needed).
+        One human-readable line per change made (empty if none was needed).
     """
     changes: List[str] = []
     optim_wrapper = cfg.get('optim_wrapper')

@@ -25,13 +25,13 @@ class VolumeDetectionResult:
     """Everything found in one volume.
 
     Attributes:
-        volume (CTVolume): the volume as read (axial grid, geometry, warnings).
-        detections (SliceDetections): per-slice boxes and scores.
-        candidates (list[LesionCandidate]): 3D candidates, best first.
-        linking (dict): ``iou_thr``, ``max_gap``, ``min_slices`` used.
-        model (dict): :meth:`VolumeLesionDetector.describe` (config, checkpoint, input).
-        warnings (list[str]): the volume's warnings plus the inference's (edge replication).
-        timings (dict): seconds for ``read`` (only when the volume was read here),
+        volume: the volume as read (axial grid, geometry, warnings).
+        detections: per-slice boxes and scores.
+        candidates: 3D candidates, best first.
+        linking: ``iou_thr``, ``max_gap``, ``min_slices`` used.
+        model: :meth:`VolumeLesionDetector.describe` (config, checkpoint, input).
+        warnings: the volume's warnings plus the inference's (edge replication).
+        timings: seconds for ``read`` (only when the volume was read here),
             ``assemble``, ``pipeline``, ``network``, ``postprocess``, ``link``.
     """
     volume: CTVolume
@@ -72,20 +72,20 @@ def detect_lesions_in_volume(volume: Union[str, CTVolume],
     """Detect lesions in a CT volume and link them into 3D candidates.
 
     Args:
-        volume (str | CTVolume): a path for :func:`read_ct_volume` or a volume already read.
-        config (str | Config | None): model config (ignored when ``detector`` is given).
-        checkpoint (str | None): model weights.
-        device (str): ``'cpu'`` or ``'cuda[:N]'``.
-        batch_size (int): slices per forward pass.
-        score_thr (float): smallest per-slice score kept and linked.
-        pixel_spacing (float | None): target in-plane mm/px (see
+        volume: a path for :func:`read_ct_volume` or a volume already read.
+        config: model config (ignored when ``detector`` is given).
+        checkpoint: model weights.
+        device: ``'cpu'`` or ``'cuda[:N]'``.
+        batch_size: slices per forward pass.
+        score_thr: smallest per-slice score kept and linked.
+        pixel_spacing: target in-plane mm/px (see
             :mod:`mp3d_mmdet.volume.inference.detector`); None = the default rule.
-        iou_thr (float): IoU that links boxes of nearby slices.
-        max_gap (int): slices without a box that one candidate may bridge.
-        min_slices (int): fewest slices of a reported candidate.
-        detector (VolumeLesionDetector | None): a detector to reuse (several volumes).
-        progress (bool): progress bar.
-        precision (str): ``'auto'``, ``'fp32'``, ``'bf16'`` or ``'fp16'`` (ignored when
+        iou_thr: IoU that links boxes of nearby slices.
+        max_gap: slices without a box that one candidate may bridge.
+        min_slices: fewest slices of a reported candidate.
+        detector: a detector to reuse (several volumes).
+        progress: progress bar.
+        precision: ``'auto'``, ``'fp32'``, ``'bf16'`` or ``'fp16'`` (ignored when
             ``detector`` is given: its own precision applies;
             :func:`~mp3d_mmdet.volume.inference.precision.resolve_precision`).
 

@@ -37,17 +37,17 @@ class SliceDetections:
     """Per-slice detections of a volume (slices not run have no boxes).
 
     Attributes:
-        boxes (list[np.ndarray]): per axial slice ``z``, float32 ``(n_z, 4)``
+        boxes: per axial slice ``z``, float32 ``(n_z, 4)``
             ``[x1, y1, x2, y2]`` in that slice's pixel grid (0-based; ``x`` = column).
-        scores (list[np.ndarray]): per slice, float32 ``(n_z,)``, all >= ``score_thr``.
-        slices_run (list[int]): slices the detector ran on (all, unless a subset was asked).
-        score_thr (float): smallest score kept.
-        resize_rule (str): in-plane rule applied (see :func:`plan_in_plane_resize`).
-        model_input_size (tuple[int, int]): ``(w, h)`` of the resized slice.
-        effective_pixel_spacing (tuple[float, float]): ``(x, y)`` mm per model-input pixel.
-        edge_replicated_slices (int): slices whose input replicates the first/last slice
+        scores: per slice, float32 ``(n_z,)``, all >= ``score_thr``.
+        slices_run: slices the detector ran on (all, unless a subset was asked).
+        score_thr: smallest score kept.
+        resize_rule: in-plane rule applied (see :func:`plan_in_plane_resize`).
+        model_input_size: ``(w, h)`` of the resized slice.
+        effective_pixel_spacing: ``(x, y)`` mm per model-input pixel.
+        edge_replicated_slices: slices whose input replicates the first/last slice
             because some of its ``N`` positions fall outside the volume.
-        timings (dict): seconds spent ``assemble`` (slice sampling), ``pipeline`` (the test
+        timings: seconds spent ``assemble`` (slice sampling), ``pipeline`` (the test
             transforms), ``network`` (``model.test_step``), ``postprocess``.
     """
     boxes: List[np.ndarray]
@@ -86,17 +86,17 @@ class VolumeLesionDetector:
     """A detector built from an MP3D config (+ checkpoint) that runs over CT volumes.
 
     Args:
-        config (str | Config): config file or object; its test pipeline defines the input.
-        checkpoint (str | None): weights (mmengine checkpoint or a plain state dict); None =
+        config: config file or object; its test pipeline defines the input.
+        checkpoint: weights (mmengine checkpoint or a plain state dict); None =
             the model's own initialisation (for timing only).
-        device (str): ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
-        pixel_spacing (float | None): target in-plane mm/px; None = the config key
+        device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+        pixel_spacing: target in-plane mm/px; None = the config key
             ``volume_inference.pixel_spacing`` if set, else the default rule (module docstring).
-        precision (str): ``'auto'``, ``'fp32'``, ``'bf16'`` or ``'fp16'``
+        precision: ``'auto'``, ``'fp32'``, ``'bf16'`` or ``'fp16'``
             (:func:`~mp3d_mmdet.volume.inference.precision.resolve_precision`).
 
     Attributes:
-        warnings (list[str]): one-line notes about the set-up, e.g. a test scale that differs
+        warnings: one-line notes about the set-up, e.g. a test scale that differs
             from the one recorded in the checkpoint's training config (the model would see
             lesions at another size than it learnt them).
 
@@ -206,11 +206,11 @@ class VolumeLesionDetector:
         """The config's test transforms after LoadCTSlices, built by mmdet's registry.
 
         Args:
-            resize_cfg (dict | None): replaces the first Resize entry (None: drop it), as
+            resize_cfg: replaces the first Resize entry (None: drop it), as
                 chosen by :func:`plan_in_plane_resize`.
 
         Returns:
-            Compose: maps ``dict(img=(H, W, N) float32, img_shape, ori_shape, ...)`` to
+            Maps ``dict(img=(H, W, N) float32, img_shape, ori_shape, ...)`` to
             ``dict(inputs=(N, h, w) tensor, data_samples=DetDataSample)``.
         """
         from mmdet.registry import TRANSFORMS
@@ -243,14 +243,14 @@ class VolumeLesionDetector:
         """Detect lesions on every axial slice of ``volume``.
 
         Args:
-            volume (CTVolume): from :func:`read_ct_volume`.
-            batch_size (int): slices per forward pass (memory: ``batch_size`` inputs).
-            score_thr (float): smallest score kept (in [0, 1]).
-            slices (Sequence[int] | None): run only these slice indices (timing); None = all.
-            progress (bool): show a tqdm progress bar.
+            volume: from :func:`read_ct_volume`.
+            batch_size: slices per forward pass (memory: ``batch_size`` inputs).
+            score_thr: smallest score kept (in [0, 1]).
+            slices: run only these slice indices (timing); None = all.
+            progress: show a tqdm progress bar.
 
         Returns:
-            SliceDetections: boxes in each slice's own pixel grid.
+            Boxes in each slice's own pixel grid.
         """
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')

@@ -59,11 +59,11 @@ class LinkedTrack:
     """Boxes linked across slices (see the module docstring).
 
     Attributes:
-        slices (list[int]): slices of the representative boxes, increasing.
-        detections (list[int]): index of each representative box in its slice's box list.
-        boxes (list[np.ndarray]): the representative ``[x1, y1, x2, y2]`` boxes.
-        scores (list[float]): their scores.
-        duplicates (list[tuple[int, int]]): ``(slice, box index)`` of duplicate boxes.
+        slices: slices of the representative boxes, increasing.
+        detections: index of each representative box in its slice's box list.
+        boxes: the representative ``[x1, y1, x2, y2]`` boxes.
+        scores: their scores.
+        duplicates: ``(slice, box index)`` of duplicate boxes.
     """
     slices: List[int] = field(default_factory=list)
     detections: List[int] = field(default_factory=list)
@@ -106,14 +106,14 @@ def link_slice_detections(slice_boxes: Sequence[np.ndarray],
     """Link the boxes of consecutive axial slices into 3D tracks (rule: module docstring).
 
     Args:
-        slice_boxes (Sequence[np.ndarray]): per slice ``z`` (list index), ``(n_z, 4)`` boxes.
-        slice_scores (Sequence[np.ndarray]): per slice, ``(n_z,)`` scores.
-        iou_thr (float): smallest IoU that links two boxes (0 < iou_thr <= 1).
-        max_gap (int): most consecutive slices without a box inside one track (>= 0).
-        min_slices (int): fewest representative boxes a kept track has (>= 1).
+        slice_boxes: per slice ``z`` (list index), ``(n_z, 4)`` boxes.
+        slice_scores: per slice, ``(n_z,)`` scores.
+        iou_thr: smallest IoU that links two boxes (0 < iou_thr <= 1).
+        max_gap: most consecutive slices without a box inside one track (>= 0).
+        min_slices: fewest representative boxes a kept track has (>= 1).
 
     Returns:
-        list[LinkedTrack]: tracks in order of creation (first slice, then score).
+        Tracks in order of creation (first slice, then score).
     """
     if not 0.0 < iou_thr <= 1.0:
         raise ValueError(f'iou_thr must be in (0, 1], got {iou_thr}')
@@ -218,16 +218,16 @@ class LesionCandidate:
     """A 3D lesion candidate with its measurements (definitions: module docstring).
 
     Attributes:
-        candidate_id (int): 1-based rank by ``max_score`` (ties: earlier track first).
-        first_slice, last_slice, best_slice (int): axial slice indices.
-        box (np.ndarray): float64 ``[x1, y1, x2, y2]`` on ``best_slice``.
-        max_score, mean_score (float): over the representative boxes.
-        num_slices_detected (int): slices with a representative box.
-        long_axis_mm, short_axis_mm, z_extent_mm (float): sizes in mm.
-        center_index (np.ndarray): float64 ``(3,)`` continuous ``(x, y, z)`` index.
-        center_mm (np.ndarray): float64 ``(3,)`` physical ``(x, y, z)`` mm.
-        center_index_original (np.ndarray): float64 ``(3,)`` index in the file's voxel grid.
-        track (LinkedTrack): the linked boxes.
+        candidate_id: 1-based rank by ``max_score`` (ties: earlier track first).
+        first_slice, last_slice, best_slice: axial slice indices.
+        box: float64 ``[x1, y1, x2, y2]`` on ``best_slice``.
+        max_score, mean_score: over the representative boxes.
+        num_slices_detected: slices with a representative box.
+        long_axis_mm, short_axis_mm, z_extent_mm: sizes in mm.
+        center_index: float64 ``(3,)`` continuous ``(x, y, z)`` index.
+        center_mm: float64 ``(3,)`` physical ``(x, y, z)`` mm.
+        center_index_original: float64 ``(3,)`` index in the file's voxel grid.
+        track: the linked boxes.
     """
     candidate_id: int
     first_slice: int
@@ -252,13 +252,13 @@ def measure_lesion_candidates(tracks: Sequence[LinkedTrack], geometry: VolumeGeo
     """Measure linked tracks on the volume's grid and rank them by max score.
 
     Args:
-        tracks (Sequence[LinkedTrack]): from :func:`link_slice_detections`.
-        geometry (VolumeGeometry): grid the boxes are on (the axial grid).
-        original_geometry (VolumeGeometry | None): the file's own grid, for
+        tracks: from :func:`link_slice_detections`.
+        geometry: grid the boxes are on (the axial grid).
+        original_geometry: the file's own grid, for
             ``center_index_original``; None = same as ``geometry``.
 
     Returns:
-        list[LesionCandidate]: sorted by decreasing ``max_score``, ids 1, 2, ...
+        Sorted by decreasing ``max_score``, ids 1, 2, ...
     """
     original_geometry = original_geometry or geometry
     sx, sy, sz = geometry.spacing

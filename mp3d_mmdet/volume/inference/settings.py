@@ -100,11 +100,11 @@ class SliceInputSettings:
     """The N-slice input of a model, read from its config's ``LoadCTSlices`` entry.
 
     Attributes:
-        num_slices (int): ``N`` (odd), key slice in channel ``N // 2``.
-        slice_interval (float): mm between channels.
-        hu_window (tuple[float, float]): HU clip window.
-        out_range (tuple[float, float]): values the window is scaled to.
-        resize (dict | None): the config's test ``Resize`` entry (the first transform that builds
+        num_slices: ``N`` (odd), key slice in channel ``N // 2``.
+        slice_interval: mm between channels.
+        hu_window: HU clip window.
+        out_range: values the window is scaled to.
+        resize: the config's test ``Resize`` entry (the first transform that builds
             mmdet's ``Resize`` or ``SliceWiseResize``; None if it has none).
     """
     num_slices: int
@@ -163,13 +163,13 @@ def plan_in_plane_resize(resize_cfg: Optional[Dict[str, Any]], slice_shape: Tupl
     """Choose the Resize of one volume's slices (rule: module docstring).
 
     Args:
-        resize_cfg (dict | None): the config's test Resize entry.
-        slice_shape (tuple[int, int]): ``(H, W)`` of the volume's slices.
-        spacing_xy (tuple[float, float]): ``(sx, sy)`` mm.
-        target_spacing (float | None): wanted mm/px, None = the default rule.
+        resize_cfg: the config's test Resize entry.
+        slice_shape: ``(H, W)`` of the volume's slices.
+        spacing_xy: ``(sx, sy)`` mm.
+        target_spacing: wanted mm/px, None = the default rule.
 
     Returns:
-        tuple: ``(resize transform config or None, (out_w, out_h) model input size before
+        ``(resize transform config or None, (out_w, out_h) model input size before
         padding, one-line description of the rule applied)``.
     """
     height, width = slice_shape

@@ -30,12 +30,12 @@ class VolumeGeometry:
     """Voxel grid of a 3D image in physical space (SimpleITK conventions).
 
     Attributes:
-        size (tuple[int, int, int]): ``(X, Y, Z)`` voxels.
-        spacing (tuple[float, float, float]): ``(sx, sy, sz)`` mm.
-        origin (tuple[float, float, float]): physical position (mm) of voxel ``(0, 0, 0)``.
-        direction (tuple[float, ...]): 9 values, the 3 x 3 direction matrix row by row (column
+        size: ``(X, Y, Z)`` voxels.
+        spacing: ``(sx, sy, sz)`` mm.
+        origin: physical position (mm) of voxel ``(0, 0, 0)``.
+        direction: 9 values, the 3 x 3 direction matrix row by row (column
             ``i`` = unit vector of index axis ``i`` in physical space).
-        orientation (str): 3-letter DICOM orientation code of the direction (e.g. ``'LPS'``).
+        orientation: 3-letter DICOM orientation code of the direction (e.g. ``'LPS'``).
     """
     size: Tuple[int, int, int]
     spacing: Tuple[float, float, float]
@@ -61,10 +61,10 @@ class VolumeGeometry:
         """Continuous indices -> physical points.
 
         Args:
-            index (np.ndarray): ``(..., 3)`` continuous ``(x, y, z)`` indices.
+            index: ``(..., 3)`` continuous ``(x, y, z)`` indices.
 
         Returns:
-            np.ndarray: float64 ``(..., 3)`` physical ``(x, y, z)`` mm,
+            Float64 ``(..., 3)`` physical ``(x, y, z)`` mm,
             ``origin + direction @ (index * spacing)``.
         """
         scaled = np.asarray(index, dtype=np.float64) * np.asarray(self.spacing)
@@ -87,19 +87,19 @@ class CTVolume:
     """A CT volume in HU on an axial (``'LPS'``-oriented) grid, with where it came from.
 
     Attributes:
-        hu (np.ndarray): ``(Z, Y, X)`` int16 or float32 HU; ``hu[z]`` is axial slice ``z``.
-        geometry (VolumeGeometry): grid of ``hu`` (after reorientation).
-        original_geometry (VolumeGeometry): grid of the file as stored.
-        source_path (str): the file or DICOM folder read.
-        source_format (str): ``'nifti'``, ``'metaimage'``, ``'nrrd'``, ``'dicom'`` or
+        hu: ``(Z, Y, X)`` int16 or float32 HU; ``hu[z]`` is axial slice ``z``.
+        geometry: grid of ``hu`` (after reorientation).
+        original_geometry: grid of the file as stored.
+        source_path: the file or DICOM folder read.
+        source_format: ``'nifti'``, ``'metaimage'``, ``'nrrd'``, ``'dicom'`` or
             ``'other'`` (another format SimpleITK reads).
-        reoriented (bool): whether the stored axes were permuted/flipped.
-        intensity_stats (dict): ``min``, ``max``, ``p0.5``, ``p50``, ``p99.5`` of the HU values
+        reoriented: whether the stored axes were permuted/flipped.
+        intensity_stats: ``min``, ``max``, ``p0.5``, ``p50``, ``p99.5`` of the HU values
             (percentiles on a regular subsample of at most 1e6 voxels).
-        warnings (list[str]): one-line messages about the input (reorientation, obliquity,
+        warnings: one-line messages about the input (reorientation, obliquity,
             non-HU intensities, non-uniform DICOM slice gaps, several DICOM series ...).
-        dicom_series_uid (str | None): the series read from a DICOM folder.
-        metadata (dict[str, str]): identity and display fields of the input, only those it
+        dicom_series_uid: the series read from a DICOM folder.
+        metadata: identity and display fields of the input, only those it
             has: DICOM ``PatientName``, ``PatientID``, ``PatientBirthDate``, ``PatientSex``,
             ``StudyDate``, ``StudyDescription``, ``AccessionNumber``, ``SeriesDescription``,
             ``SeriesNumber``, ``Modality``, ``WindowCenter``, ``WindowWidth`` (first value,

@@ -67,13 +67,13 @@ class DeepLesionSubvolume:
     """A run of consecutive slice files of one DeepLesion series.
 
     Attributes:
-        name (str): ``f'{series_folder}_{first:03d}-{last:03d}'``.
-        series_folder (str): e.g. ``'000001_01_01'`` (under ``ROOT/Images_png``).
-        first (int): first slice number of the run (file ``<first:03d>.png``).
-        last (int): last slice number (inclusive, ``last >= first``).
-        spacing_mm_xyz (tuple[float, float, float]): ``(sx, sy, sz)`` mm from
+        name: ``f'{series_folder}_{first:03d}-{last:03d}'``.
+        series_folder: e.g. ``'000001_01_01'`` (under ``ROOT/Images_png``).
+        first: first slice number of the run (file ``<first:03d>.png``).
+        last: last slice number (inclusive, ``last >= first``).
+        spacing_mm_xyz: ``(sx, sy, sz)`` mm from
             ``DL_info.csv`` (pixel spacing x, y; slice interval).
-        split_codes (tuple[int, ...]): sorted distinct ``Train_Val_Test`` codes of the
+        split_codes: sorted distinct ``Train_Val_Test`` codes of the
             series' ``DL_info.csv`` rows (1 train, 2 val, 3 test).
     """
     name: str
@@ -176,12 +176,12 @@ def list_deeplesion_subvolumes(root: str, split: Optional[str] = None
     """List the sub-volumes of an unpacked DeepLesion release (rules: module docstring).
 
     Args:
-        root (str): the release folder holding ``DL_info.csv`` and ``Images_png/``.
-        split (str | None): ``'train'``, ``'val'`` or ``'test'``: keep the series with at
+        root: the release folder holding ``DL_info.csv`` and ``Images_png/``.
+        split: ``'train'``, ``'val'`` or ``'test'``: keep the series with at
             least one ``DL_info.csv`` row of that split; None = every series that has rows.
 
     Returns:
-        list[DeepLesionSubvolume]: sorted by series folder, then first slice number.
+        Sorted by series folder, then first slice number.
 
     Warns:
         UserWarning: one line for series folders without ``DL_info.csv`` rows (skipped: no
@@ -253,14 +253,14 @@ def read_deeplesion_subvolume(subvolume_or_name: Union[DeepLesionSubvolume, str]
     """Read a DeepLesion sub-volume as a CT volume (voxel indices: module docstring).
 
     Args:
-        subvolume_or_name (DeepLesionSubvolume | str): from
+        subvolume_or_name: from
             :func:`list_deeplesion_subvolumes`, or a name such as ``'000001_01_01_103-115'``
             (spacing then read from ``root/DL_info.csv``); any range of existing slice files
             of a series can be named.
-        root (str): the release folder.
+        root: the release folder.
 
     Returns:
-        CTVolume: ``hu`` int16 ``(Z, Y, X)`` = PNG value - 32768 (``Z = last - first + 1``);
+        ``hu`` int16 ``(Z, Y, X)`` = PNG value - 32768 (``Z = last - first + 1``);
         ``geometry`` = ``original_geometry``: size ``(X, Y, Z)``, spacing from
         ``DL_info.csv``, origin ``(0, 0, first * sz)``, identity direction (``'LPS'``);
         ``source_path`` = the series folder, ``source_format`` =
@@ -314,12 +314,12 @@ def write_deeplesion_subvolume_nifti(subvolume_or_name: Union[DeepLesionSubvolum
     the same grid. Written whole or not at all (a temporary file renamed into place).
 
     Args:
-        subvolume_or_name (DeepLesionSubvolume | str): the sub-volume.
-        root (str): the release folder.
-        path (str): destination ending in ``.nii`` or ``.nii.gz`` (its folder must exist).
+        subvolume_or_name: the sub-volume.
+        root: the release folder.
+        path: destination ending in ``.nii`` or ``.nii.gz`` (its folder must exist).
 
     Returns:
-        str: ``path``.
+        ``path``.
     """
     import SimpleITK as sitk
     if not path.lower().endswith(('.nii', '.nii.gz')):

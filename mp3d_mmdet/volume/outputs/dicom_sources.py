@@ -36,7 +36,7 @@ def read_source_series(folder: str, series_uid: str) -> List['pydicom.Dataset']:
         series_uid: SeriesInstanceUID to keep.
 
     Returns:
-        list[pydicom.Dataset]: the instances, ordered by InstanceNumber then file name;
+        The instances, ordered by InstanceNumber then file name;
         files that are not DICOM or belong to another series are skipped.
 
     Raises:

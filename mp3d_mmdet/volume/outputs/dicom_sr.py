@@ -342,13 +342,13 @@ def write_dicom_sr(result: VolumeDetectionResult, path: str,
     temporary file in the same folder, renamed into place).
 
     Args:
-        result (VolumeDetectionResult): a result whose volume was read from a DICOM series
+        result: a result whose volume was read from a DICOM series
             folder (the folder is read again for the source instances' headers).
-        path (str): the ``.dcm`` file to write; its folder must exist.
-        regions (list[CandidateRegion] | None): the candidates to report, in report order;
+        path: the ``.dcm`` file to write; its folder must exist.
+        regions: the candidates to report, in report order;
             None = :func:`candidate_regions` ``(result)`` (all candidates, best first).
-        algorithm_name (str): TID 4019 algorithm name (also the observer device's name).
-        algorithm_version (str | None): TID 4019 version; None = ``mp3d_mmdet.__version__``.
+        algorithm_name: TID 4019 algorithm name (also the observer device's name).
+        algorithm_version: TID 4019 version; None = ``mp3d_mmdet.__version__``.
 
     Raises:
         ValueError: no SR can be written (:func:`dicom_sr_problem`'s reason: not a DICOM

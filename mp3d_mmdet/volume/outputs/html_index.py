@@ -24,12 +24,12 @@ class HtmlIndexEntry:
     """One volume of a batch index page.
 
     Attributes:
-        name (str): the volume's name.
-        report (str | None): its report file, relative to the index page's folder (an
+        name: the volume's name.
+        report: its report file, relative to the index page's folder (an
             absolute path is made relative); None = no link (e.g. a failed volume).
-        num_candidates (int | None): candidates found (None: unknown / failed).
-        best_score (float | None): the best candidate's score (None or NaN: no candidate).
-        note (str): free text shown in a last column (e.g. an error message).
+        num_candidates: candidates found (None: unknown / failed).
+        best_score: the best candidate's score (None or NaN: no candidate).
+        note: free text shown in a last column (e.g. an error message).
     """
     name: str
     report: Optional[str]
@@ -57,14 +57,14 @@ def render_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], title: st
     """The batch index page as one HTML string.
 
     Args:
-        entries (Sequence[HtmlIndexEntry | tuple]): one per volume, in the initial row order;
+        entries: one per volume, in the initial row order;
             a tuple is ``(name, report, num_candidates, best_score[, note])``.
-        title (str): page title.
-        index_dir (str): the index page's folder (absolute report paths are made relative
+        title: page title.
+        index_dir: the index page's folder (absolute report paths are made relative
             to it).
 
     Returns:
-        str: the HTML document (self-contained; only links to the reports).
+        The HTML document (self-contained; only links to the reports).
     """
     entries = [e if isinstance(e, HtmlIndexEntry) else HtmlIndexEntry(*e) for e in entries]
     rows = []
@@ -98,10 +98,10 @@ def write_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], path: str,
     all (:func:`~mp3d_mmdet.utils.safe_files.atomic_write`).
 
     Args:
-        entries (Sequence[HtmlIndexEntry | tuple]): ``(name, report, num_candidates,
+        entries: ``(name, report, num_candidates,
             best_score[, note])`` per volume (:class:`HtmlIndexEntry`).
-        path (str): the index ``.html`` file; its folder must exist.
-        title (str): page title.
+        path: the index ``.html`` file; its folder must exist.
+        title: page title.
     """
     text = render_html_index(entries, title, osp.dirname(osp.abspath(path)))
     with atomic_write(path, encoding='utf-8') as handle:

@@ -346,11 +346,11 @@ def write_html_report(result: VolumeDetectionResult, path: str,
     8 MB).
 
     Args:
-        result (VolumeDetectionResult): the detection result (``volume.hu`` ``(Z, Y, X)``).
-        path (str): the ``.html`` file; its folder must exist.
-        regions (list[CandidateRegion] | None): candidates to show, in table order; None =
+        result: the detection result (``volume.hu`` ``(Z, Y, X)``).
+        path: the ``.html`` file; its folder must exist.
+        regions: candidates to show, in table order; None =
             ``candidate_regions(result)`` (all, best first).
-        title (str | None): page title; None = ``Lesion candidates: <input file name>``.
+        title: page title; None = ``Lesion candidates: <input file name>``.
     """
     text = render_html_report(result, regions, title)
     with atomic_write(path, encoding='utf-8') as handle:

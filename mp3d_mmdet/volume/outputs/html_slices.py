@@ -64,9 +64,9 @@ class ReportSlices:
     """The encoded slices of one volume.
 
     Attributes:
-        images (list[str]): ``Z`` base64 JPEGs (no ``data:`` prefix), slice ``z`` at ``z``.
-        quality (int): the JPEG quality used.
-        size (tuple[int, int]): ``(width, height)`` px of every image.
+        images: ``Z`` base64 JPEGs (no ``data:`` prefix), slice ``z`` at ``z``.
+        quality: the JPEG quality used.
+        size: ``(width, height)`` px of every image.
     """
     images: List[str]
     quality: int

@@ -71,11 +71,11 @@ def candidate_label_array(volume: CTVolume, regions: List[CandidateRegion]) -> n
     """The label array on the volume's axial grid.
 
     Args:
-        volume (CTVolume): the volume the regions were detected in.
-        regions (list[CandidateRegion]): best first.
+        volume: the volume the regions were detected in.
+        regions: best first.
 
     Returns:
-        np.ndarray: uint16 ``(Z, Y, X)`` like ``volume.hu``: ``candidate_id`` inside each
+        Uint16 ``(Z, Y, X)`` like ``volume.hu``: ``candidate_id`` inside each
         region (voxel centres ``x1 <= x <= x2``, ``y1 <= y <= y2``, slices ``first..last``),
         0 elsewhere; earlier regions drawn over later ones.
     """
@@ -106,7 +106,7 @@ def label_map_image(volume: CTVolume, regions: List[CandidateRegion],
         labels: :func:`candidate_label_array` of them, if already computed.
 
     Returns:
-        SimpleITK.Image: uint16, size / spacing / origin / direction of
+        Uint16, size / spacing / origin / direction of
         ``volume.original_geometry``.
     """
     if labels is None:
@@ -132,11 +132,11 @@ def write_label_map(result: VolumeDetectionResult, path: str, legend_path: str,
     """Write the candidates' label map (NIfTI, on the input's grid) and its JSON legend.
 
     Args:
-        result (VolumeDetectionResult): the detection result.
-        path (str): the map, ``*.nii.gz`` or ``*.nii``; written whole or not at all.
-        legend_path (str): the legend, ``*.json``.
-        score_thr (float): only candidates with a highest score >= this get a label.
-        regions (list[CandidateRegion] | None): default: :func:`candidate_regions` of the
+        result: the detection result.
+        path: the map, ``*.nii.gz`` or ``*.nii``; written whole or not at all.
+        legend_path: the legend, ``*.json``.
+        score_thr: only candidates with a highest score >= this get a label.
+        regions: default: :func:`candidate_regions` of the
             result with ``score_thr``.
         slicer_table_path: where to write the 3D Slicer colour table (``*.ctbl``), if wanted.
         itksnap_path: where to write the ITK-SNAP label descriptions (``*.txt``), if wanted.

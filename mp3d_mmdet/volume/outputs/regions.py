@@ -30,19 +30,19 @@ class CandidateRegion:
     """A lesion candidate's 3D region (conventions: module docstring).
 
     Attributes:
-        candidate_id (int): 1-based rank by score.
-        score, mean_score (float): the candidate's highest and mean box score.
-        first_slice, last_slice, best_slice (int): axial-grid slice indices.
-        box_index (np.ndarray): float64 ``(6,)`` ``[x1, y1, z1, x2, y2, z2]`` continuous
+        candidate_id: 1-based rank by score.
+        score, mean_score: the candidate's highest and mean box score.
+        first_slice, last_slice, best_slice: axial-grid slice indices.
+        box_index: float64 ``(6,)`` ``[x1, y1, z1, x2, y2, z2]`` continuous
             axial-grid indices, ``z1 = first_slice - 0.5``, ``z2 = last_slice + 0.5``.
-        corners_lps_mm (np.ndarray): float64 ``(8, 3)`` physical corners, index order
+        corners_lps_mm: float64 ``(8, 3)`` physical corners, index order
             ``(x, y, z)`` bits ``000, 100, 010, 110, 001, 101, 011, 111`` (x fastest).
-        center_lps_mm (np.ndarray): float64 ``(3,)`` physical centre of the box.
-        axes_lps (np.ndarray): float64 ``(3, 3)``; column ``i`` is the unit vector of the
+        center_lps_mm: float64 ``(3,)`` physical centre of the box.
+        axes_lps: float64 ``(3, 3)``; column ``i`` is the unit vector of the
             box's axis ``i`` (the grid's x, y, z) in physical space.
-        size_mm (np.ndarray): float64 ``(3,)`` extent of the box along its axes.
-        long_axis_mm, short_axis_mm (float): sides of the best-slice box in mm.
-        slice_boxes (dict[int, np.ndarray]): slice -> float64 ``(4,)`` ``[x1, y1, x2, y2]``:
+        size_mm: float64 ``(3,)`` extent of the box along its axes.
+        long_axis_mm, short_axis_mm: sides of the best-slice box in mm.
+        slice_boxes: slice -> float64 ``(4,)`` ``[x1, y1, x2, y2]``:
             the linked box on that slice, or, on a slice the linking bridged, the in-plane
             extent of the 3D box.
     """
@@ -78,11 +78,11 @@ def candidate_regions(result: VolumeDetectionResult,
     """The 3D regions of a detection result's candidates.
 
     Args:
-        result (VolumeDetectionResult): the detection result.
-        score_thr (float): keep the candidates whose highest score is >= this.
+        result: the detection result.
+        score_thr: keep the candidates whose highest score is >= this.
 
     Returns:
-        list[CandidateRegion]: best first (the candidates' order).
+        Best first (the candidates' order).
     """
     geometry = result.volume.geometry
     spacing = np.asarray(geometry.spacing, dtype=np.float64)

@@ -66,10 +66,10 @@ def slicer_markups(regions: List[CandidateRegion]) -> dict:
     """The markups document of the regions (schema: module docstring).
 
     Args:
-        regions (list[CandidateRegion]): the candidates to mark, best first.
+        regions: the candidates to mark, best first.
 
     Returns:
-        dict: JSON-ready ``{'@schema': ..., 'markups': [one ROI per region]}``.
+        JSON-ready ``{'@schema': ..., 'markups': [one ROI per region]}``.
     """
     return {'@schema': SLICER_MARKUPS_SCHEMA, 'markups': [_roi(r) for r in regions]}
 
@@ -79,9 +79,9 @@ def write_slicer_markups(result: VolumeDetectionResult, path: str,
     """Write the candidates of a detection result as 3D Slicer ROIs, whole or not at all.
 
     Args:
-        result (VolumeDetectionResult): the detection result.
-        path (str): output file, conventionally ``*.mrk.json``.
-        regions (list[CandidateRegion] | None): the regions to write; default: every
+        result: the detection result.
+        path: output file, conventionally ``*.mrk.json``.
+        regions: the regions to write; default: every
             candidate (:func:`~mp3d_mmdet.volume.outputs.regions`).
     """
     regions = candidate_regions(result) if regions is None else regions
