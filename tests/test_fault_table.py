@@ -40,8 +40,8 @@ row   case
 ====  ===================================================================================
 """
 import dataclasses
-import json
 import importlib
+import json
 import os
 import os.path as osp
 import signal
@@ -53,14 +53,17 @@ import torch
 from mmengine.config import Config
 from mmengine.fileio import dump
 
-from froc_samples import data_sample, lesion
+from helpers.assertions import assert_one_line_error
+from helpers.froc_samples import data_sample, lesion
+from helpers.toy_runner import toy_runner, train_and_sigkill_while_writing
+from helpers.volume_fixtures import (REPO, make_sitk_image, phantom_volume, write_small_volume,
+                                     write_tiny_model)
 from mp3d_mmdet.datasets import DeepLesionDataset
 from mp3d_mmdet.datasets.dl_info import write_dl_info
 from mp3d_mmdet.utils.checkpoint_files import CheckpointFileError
-from test_volume.volume_fixtures import (REPO, make_sitk_image, phantom_volume,
-                                       write_small_volume, write_tiny_model)
 from test_datasets.test_deeplesion import make_row, write_dataset
-from toy_runner import toy_runner, train_and_sigkill_while_writing
+
+DETECT = 'mp3d-detect-volume'
 
 
 def _tool(name):
@@ -100,13 +103,6 @@ def detect(tmp_path_factory):
     return run, cfg, ckpt, volume
 
 
-def _one_line_error(code, stderr, *patterns):
-    assert code == 1 and stderr.count('\n') == 1, stderr
-    assert stderr.startswith('mp3d-detect-volume: error: ') and 'Traceback' not in stderr
-    for pattern in patterns:
-        assert pattern in stderr, stderr
-
-
 @pytest.mark.parametrize('suffix', ['.nii', '.nii.gz'])
 def test_row1_nifti_with_nan_voxels(detect, capsys, tmp_path, suffix):
     import nibabel
@@ -118,7 +114,7 @@ def test_row1_nifti_with_nan_voxels(detect, capsys, tmp_path, suffix):
                                      np.diag([1.5, 1.5, 4.0, 1.0])), str(path))
     code, err = run([path, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out'],
                     capsys)
-    _one_line_error(code, err, f'{path}: 200 voxels are NaN or infinite')
+    assert_one_line_error(DETECT, code, err, f'{path}: 200 voxels are NaN or infinite')
     assert not (tmp_path / 'out').exists()
 
 
@@ -138,7 +134,8 @@ def test_row4_full_disk_keeps_the_earlier_results(detect, capsys, tmp_path, monk
 
     monkeypatch.setattr(outputs, 'write_lesions_csv', disk_full)
     code, err = run(args + ['--overwrite'], capsys)
-    _one_line_error(code, err, 'No space left on device', f'nothing written to {tmp_path}')
+    assert_one_line_error(DETECT, code, err, 'No space left on device',
+                          f'nothing written to {tmp_path}')
     assert _files(tmp_path / 'out') == earlier
     assert os.listdir(tmp_path) == ['out']  # no staging folder left
 
@@ -150,7 +147,7 @@ def test_row5_rerun_leaves_exactly_the_new_results(detect, capsys, tmp_path):
     assert run(args + ['--top-k-overlays', '3'], capsys)[0] == 0  # all viewer files too
     assert {'overlays/candidate_003.png', 'report.html'} <= set(_files(tmp_path / 'out'))
     code, err = run(args, capsys)  # refused without --overwrite
-    _one_line_error(code, err, 'is not empty', 'pass --overwrite')
+    assert_one_line_error(DETECT, code, err, 'is not empty', 'pass --overwrite')
     assert run(args + ['--top-k-overlays', '1', '--formats', 'none', '--overwrite'],
                capsys)[0] == 0
     assert sorted(_files(tmp_path / 'out')) == [
@@ -172,10 +169,11 @@ def test_row6_unusable_out_is_refused_before_inference(detect, capsys, tmp_path,
             (tmp_path / 'results.txt' / 'out', ['--out ']),  # cannot be created
             (busy, ["is not empty (1 entries, e.g. 'notes.txt')"])]:
         code, err = run([volume, '--config', cfg, '--checkpoint', ckpt, '--out', out], capsys)
-        _one_line_error(code, err, *patterns)
+        assert_one_line_error(DETECT, code, err, *patterns)
     code, err = run([volume, '--config', cfg, '--checkpoint', ckpt, '--out', busy,
                      '--overwrite'], capsys)
-    _one_line_error(code, err, "holds 'notes.txt', which this tool does not write")
+    assert_one_line_error(DETECT, code, err,
+                          "holds 'notes.txt', which this tool does not write")
     assert _files(tmp_path) == {'results.txt': b'keep me', 'busy/notes.txt': b'mine'}
 
 
@@ -189,7 +187,7 @@ def test_row13_unusable_checkpoints(detect, capsys, tmp_path):
                           ('other.pth', 'not a checkpoint of the model of')]:
         code, err = run([volume, '--config', cfg, '--checkpoint', tmp_path / name, '--out',
                          tmp_path / 'out'], capsys)
-        _one_line_error(code, err, f'{tmp_path / name}: ', pattern)
+        assert_one_line_error(DETECT, code, err, f'{tmp_path / name}: ', pattern)
     # `mim test --checkpoint` / load_from go through the runner's load_checkpoint
     runner = toy_runner(tmp_path / 'work', max_epochs=1)
     for name, pattern in [('text.pth', 'a text file'), ('empty.pth', 'an empty file'),
@@ -210,7 +208,8 @@ def test_row14_absurd_volume_spacing(detect, capsys, tmp_path):
         sitk.WriteImage(make_sitk_image(phantom_volume((40, 36, 8), spacing), spacing), path)
         code, err = run([path, '--config', cfg, '--checkpoint', ckpt, '--out',
                          tmp_path / 'out'], capsys)
-        _one_line_error(code, err, pattern, 'outside the plausible CT range')
+        assert_one_line_error(DETECT, code, err, pattern,
+                              'outside the plausible CT range')
 
 
 # ----------------------------------------------------------------------- other tools
@@ -378,6 +377,7 @@ def test_i26_row5_csv_corners_equal_in_float32(tmp_path):
 def _volume_results(path, volumes):
     """A results file of mp3d-detect-volumes: ``volumes`` = {name: (z_offset, boxes)}."""
     import json
+
     from mp3d_mmdet.volume import RESULTS_FORMAT
     lines = [{'header': {'format': RESULTS_FORMAT, 'format_version': 1, 'settings': {}}}]
     for name, (z_offset, boxes) in volumes.items():

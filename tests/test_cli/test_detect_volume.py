@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_volume.volume_fixtures import (REPO, make_sitk_image, phantom_volume,
-                                       write_dicom_series, write_small_volume,
-                                       write_tiny_model)
 
-from mp3d_mmdet.volume import LESION_CSV_COLUMNS
+from helpers.assertions import assert_one_line_error
+from helpers.volume_fixtures import (REPO, make_sitk_image, phantom_volume, write_dicom_series,
+                                     write_small_volume, write_tiny_model)
 from mp3d_mmdet.cli import detect_volume
+from mp3d_mmdet.volume import LESION_CSV_COLUMNS
 
 SCRIPT = osp.join(REPO, 'tools', 'detect_volume.py')
 
@@ -107,13 +107,6 @@ def test_reoriented_dicom_warns_and_records(cli, capsys, tmp_path, model_files):
     assert any('reoriented' in w for w in data['warnings'])
 
 
-def _one_line_error(code, stderr, pattern):
-    assert code == 1
-    assert stderr.count('\n') == 1 and stderr.startswith('mp3d-detect-volume: error: ')
-    assert 'Traceback' not in stderr
-    assert pattern in stderr, stderr
-
-
 def test_bad_inputs_give_one_line_errors(cli, capsys, tmp_path, model_files, volume_path):
     cfg, ckpt = model_files
     base = ['--config', cfg, '--checkpoint', ckpt, '--out', str(tmp_path / 'out'),
@@ -146,7 +139,7 @@ def test_bad_inputs_give_one_line_errors(cli, capsys, tmp_path, model_files, vol
                       '--device cuda requested but CUDA is not available'))
     for path, args, pattern in cases:
         code, _, stderr = _run(cli, capsys, [path] + args)
-        _one_line_error(code, stderr, pattern)
+        assert_one_line_error('mp3d-detect-volume', code, stderr, pattern)
     assert not (tmp_path / 'out').exists()
 
 

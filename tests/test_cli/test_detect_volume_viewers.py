@@ -6,9 +6,9 @@ import json
 import os
 
 import pytest
-from test_volume.viewer_fixtures import hydrate_sr, node_or_skip
-from test_volume.volume_fixtures import make_sitk_image, phantom_volume, write_dicom_series
 
+from helpers.viewer_fixtures import hydrate_sr, node_or_skip
+from helpers.volume_fixtures import make_sitk_image, phantom_volume, write_dicom_series
 from mp3d_mmdet.cli import detect_volume
 
 pydicom = pytest.importorskip('pydicom')
@@ -17,7 +17,7 @@ pytest.importorskip('highdicom', reason='highdicom not installed (DICOM SR outpu
 
 @pytest.fixture(scope='module')
 def model_files(tmp_path_factory):
-    from test_volume.volume_fixtures import write_tiny_model
+    from helpers.volume_fixtures import write_tiny_model
     return write_tiny_model(str(tmp_path_factory.mktemp('model')))
 
 

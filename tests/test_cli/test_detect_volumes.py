@@ -9,17 +9,17 @@ import cv2
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_volume.test_io.test_deeplesion_subvolumes import make_row
-from test_volume.volume_fixtures import (PlantedLesion, make_sitk_image, phantom_volume,
-                                       write_dicom_series, write_small_volume,
-                                       write_tiny_model)
 
 import mp3d_mmdet.volume
-from mp3d_mmdet.volume import (candidate_boxes_3d, detect_lesions_in_volume,
-                             read_deeplesion_subvolume, read_volume_detections)
+from helpers.assertions import assert_one_line_error
+from helpers.deeplesion_files import make_row
+from helpers.volume_fixtures import (PlantedLesion, make_sitk_image, phantom_volume,
+                                     write_dicom_series, write_small_volume, write_tiny_model)
 from mp3d_mmdet.cli import detect_volumes
 from mp3d_mmdet.datasets.dl_info import write_dl_info
 from mp3d_mmdet.datasets.slice_sampling import PNG_HU_OFFSET
+from mp3d_mmdet.volume import (candidate_boxes_3d, detect_lesions_in_volume,
+                               read_deeplesion_subvolume, read_volume_detections)
 
 PROG = 'mp3d-detect-volumes'
 SPACING = (1.5, 1.5, 4.0)
@@ -135,21 +135,14 @@ def test_ctrl_c_then_rerun_resumes(capsys, tmp_path, model_files, monkeypatch):
     # other settings: refused with one line, nothing changed; --restart starts again
     before = (out / 'detections_3d.jsonl').read_bytes()
     code, _, stderr = _run(capsys, args[:-1] + ['0.4'])
-    _one_line_error(code, stderr, 'made with other settings (score_thr: 0.3 there, 0.4 now); '
-                    'pass --restart to start a new results file there')
+    assert_one_line_error(PROG, code, stderr, 'made with other settings (score_thr: 0.3 there, '
+                          '0.4 now); pass --restart to start a new results file there')
     assert (out / 'detections_3d.jsonl').read_bytes() == before
     code, stdout, stderr = _run(capsys, args[:-1] + ['0.4', '--restart'])
     assert code == 0, stderr
     assert '3 volume(s) detected, 0 already done' in stdout
     header, _ = read_volume_detections(str(out / 'detections_3d.jsonl'))
     assert header['settings']['score_thr'] == 0.4
-
-
-def _one_line_error(code, stderr, pattern):
-    assert code == 1
-    assert stderr.count('\n') == 1 and stderr.startswith(f'{PROG}: error: '), stderr
-    assert 'Traceback' not in stderr
-    assert pattern in stderr, stderr
 
 
 def test_bad_inputs_give_one_line_errors(capsys, tmp_path, model_files, deeplesion_root):
@@ -182,7 +175,7 @@ def test_bad_inputs_give_one_line_errors(capsys, tmp_path, model_files, deeplesi
     ]
     for extra, pattern in cases:
         code, _, stderr = _run(capsys, base + extra)
-        _one_line_error(code, stderr, pattern)
+        assert_one_line_error(PROG, code, stderr, pattern)
 
     with pytest.raises(SystemExit) as exit_info:
         detect_volumes.main(base + ['--folder', str(tmp_path / 'a'), '--split', 'test'])

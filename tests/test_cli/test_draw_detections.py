@@ -2,9 +2,9 @@
 import cv2
 import numpy as np
 import pytest
-from froc_samples import data_sample, lesion
 from mmengine.fileio import dump
 
+from helpers.froc_samples import data_sample, lesion
 from mp3d_mmdet.cli import draw_detections
 from mp3d_mmdet.datasets import PNG_HU_OFFSET
 from mp3d_mmdet.visualization import draw_lesion_overlay

@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from froc_samples import data_sample, lesion
 from mmengine.fileio import dump
 
+from helpers.froc_samples import data_sample, lesion
 from mp3d_mmdet.cli import eval_froc
 from mp3d_mmdet.evaluation.metrics import FROCMetric
 

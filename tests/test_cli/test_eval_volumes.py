@@ -8,11 +8,11 @@ import pickle
 import numpy as np
 import pytest
 
-from mp3d_mmdet.volume import RESULTS_FORMAT
 from mp3d_mmdet.cli import eval_volumes
 from mp3d_mmdet.datasets.dl_info import parse_subvolume_name
 from mp3d_mmdet.datasets.lesions_3d import read_lens_annotations
 from mp3d_mmdet.synthetic import make_synthetic_deeplesion
+from mp3d_mmdet.volume import RESULTS_FORMAT
 
 
 @pytest.fixture(scope='module')
@@ -117,11 +117,10 @@ def test_missing_volumes_and_foreign_pickles_are_one_line_errors(generated, tmp_
 def test_a_tiny_model_end_to_end_on_generated_sub_volumes(generated, tmp_path, capsys):
     """mp3d-detect-volumes over the generated test split, then mp3d-eval-volumes against both
     ground truths: the report is the LENS FROC of exactly those candidates."""
-    from test_volume.volume_fixtures import write_tiny_model
-
-    from mp3d_mmdet.volume import read_volume_detections
+    from helpers.volume_fixtures import write_tiny_model
     from mp3d_mmdet.cli import detect_volumes
     from mp3d_mmdet.evaluation import sens_at_fp_3d
+    from mp3d_mmdet.volume import read_volume_detections
 
     root, summary = generated
     cfg, ckpt = write_tiny_model(str(tmp_path))

@@ -4,8 +4,7 @@ import re
 
 import pytest
 
-from tiny_coco import tiny_coco_2017
-
+from helpers.tiny_coco import tiny_coco_2017
 from mp3d_mmdet.cli import quick_check
 
 MAIN = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'mp3d_fpn_deeplesion_2x.py')

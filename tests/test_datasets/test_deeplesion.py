@@ -8,12 +8,12 @@ from collections import Counter
 import cv2
 import numpy as np
 import pytest
+from mmdet.registry import DATASETS
 
 from mp3d_mmdet.datasets import DeepLesionDataset
 from mp3d_mmdet.datasets.dl_info import DLInfoRow, read_dl_info, write_dl_info
 from mp3d_mmdet.datasets.transforms import LoadCTSlices
 from mp3d_mmdet.synthetic import make_synthetic_deeplesion
-from mmdet.registry import DATASETS
 
 DATA_INFO_KEYS = {
     'img_path', 'img_id', 'width', 'height', 'series_dir', 'key_slice', 'slice_interval',
@@ -295,7 +295,7 @@ def test_filter_cfg_applies_to_training_only(tmp_path):
 def test_dataset_items_through_the_paper_pipelines(generated):
     from mmengine.registry import init_default_scope
 
-    from paper_config import paper_pipelines
+    from helpers.paper_config import paper_pipelines
     init_default_scope('mmdet')
     root, _, _ = generated
     np.random.seed(0)

@@ -20,11 +20,11 @@ import sys
 import mmdet
 import torch
 
+from helpers.tiny_coco import tiny_coco_2017
+from helpers.tiny_mp3d import tiny_mp3d_model
 from mp3d_mmdet.cli import convert_pretraining_checkpoint
 from mp3d_mmdet.models.necks.group_transform import resample_slice_weights
 from mp3d_mmdet.synthetic import make_synthetic_deeplesion
-from tiny_coco import tiny_coco_2017
-from tiny_mp3d import tiny_mp3d_model
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TRAIN = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')

@@ -10,8 +10,8 @@ import sys
 import pytest
 from mmengine.config import Config
 
+from helpers.tiny_mp3d import tiny_mp3d_model
 from mp3d_mmdet.synthetic import make_synthetic_deeplesion
-from tiny_mp3d import tiny_mp3d_model
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 BIN = osp.dirname(sys.executable)

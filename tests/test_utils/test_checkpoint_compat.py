@@ -5,8 +5,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
 
 import mp3d_mmdet  # noqa: F401  (registers + allow-lists)
+from helpers.tiny_coco import tiny_faster_rcnn_config, write_tiny_coco
 from mp3d_mmdet.utils import allow_mmengine_checkpoints, mmengine_checkpoint_globals
-from tiny_coco import tiny_faster_rcnn_config, write_tiny_coco
 
 
 def _runner(tmp_path, max_iters: int, resume: bool = False) -> Runner:

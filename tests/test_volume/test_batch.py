@@ -8,15 +8,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_volume.volume_fixtures import make_sitk_image, phantom_volume, write_dicom_series
 
-from mp3d_mmdet.volume import (RESULTS_FILE_NAME, VolumeInput, VolumeInputError,
-                             VolumeResultsFile, candidate_boxes_3d, detect_volume_batch,
-                             link_slice_detections, measure_lesion_candidates, read_ct_volume,
-                             read_volume_detections, volume_inputs_from_deeplesion,
-                             volume_inputs_from_folder, volume_inputs_from_list_file,
-                             volume_name_of_path, volume_record)
+from helpers.volume_fixtures import make_sitk_image, phantom_volume, write_dicom_series
 from mp3d_mmdet.datasets.dl_info import write_dl_info
+from mp3d_mmdet.volume import (RESULTS_FILE_NAME, VolumeInput, VolumeInputError, VolumeResultsFile,
+                               candidate_boxes_3d, detect_volume_batch, link_slice_detections,
+                               measure_lesion_candidates, read_ct_volume, read_volume_detections,
+                               volume_inputs_from_deeplesion, volume_inputs_from_folder,
+                               volume_inputs_from_list_file, volume_name_of_path, volume_record)
 
 SETTINGS = {'config': '/models/tiny.py', 'checkpoint': '/models/tiny.pth', 'score_thr': 0.5,
             'iou_thr': 0.3, 'max_gap': 1, 'min_slices': 1}
@@ -131,7 +130,7 @@ def test_names_of_paths_lists_and_folders(tmp_path, volumes):
 
 
 def test_deeplesion_inputs_carry_the_first_slice_as_z_offset(tmp_path):
-    from test_volume.test_io.test_deeplesion_subvolumes import make_row, write_slices
+    from helpers.deeplesion_files import make_row, write_slices
     write_dl_info(str(tmp_path / 'DL_info.csv'), [make_row('000005_02_03', 12, (0.8, 0.8, 2.0),
                                                            3)])
     write_slices(str(tmp_path), '000005_02_03', [11, 12, 13, 20, 21])

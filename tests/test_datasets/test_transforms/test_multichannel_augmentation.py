@@ -14,8 +14,8 @@ from mmcv.transforms import Compose
 from mmdet.registry import TRANSFORMS
 from mmengine.registry import init_default_scope
 
-from multichannel_inputs import CHANNELS, channel_image, results_of
-from paper_config import paper_config, paper_pipelines
+from helpers.multichannel_inputs import CHANNELS, channel_image, results_of
+from helpers.paper_config import paper_config, paper_pipelines
 
 
 @pytest.fixture(autouse=True)

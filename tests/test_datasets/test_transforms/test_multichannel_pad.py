@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 from mmdet.registry import TRANSFORMS
-from multichannel_inputs import CHANNELS, channel_image, results_of
 
 import mp3d_mmdet  # noqa: F401  (registers MultiChannelPad)
+from helpers.multichannel_inputs import CHANNELS, channel_image, results_of
 
 
 @pytest.mark.parametrize('num_channels', [5, 9, 11])

@@ -9,8 +9,8 @@ import pytest
 import torch
 from mmengine.fileio import LocalBackend
 
+from helpers.toy_runner import toy_runner, train_and_sigkill_while_writing
 from mp3d_mmdet.engine.hooks import crash_safe_checkpoint_hook
-from toy_runner import toy_runner, train_and_sigkill_while_writing
 
 
 class Crash(BaseException):

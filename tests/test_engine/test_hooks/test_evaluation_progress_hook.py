@@ -4,9 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mp3d_mmdet.engine.hooks import EvaluationProgressHook
-from mp3d_mmdet.engine.hooks import evaluation_progress_hook
-from toy_runner import toy_runner
+from helpers.toy_runner import toy_runner
+from mp3d_mmdet.engine.hooks import EvaluationProgressHook, evaluation_progress_hook
 
 
 def test_the_bar_counts_every_validation_and_test_image(tmp_path, monkeypatch):

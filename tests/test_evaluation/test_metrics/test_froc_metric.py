@@ -21,10 +21,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from froc_samples import data_sample, lesion
 from mmdet.registry import METRICS
 from mmengine.evaluator import Evaluator
 
+from helpers.froc_samples import data_sample, lesion
 from mp3d_mmdet.evaluation import FROCMetric
 from mp3d_mmdet.evaluation.metrics import load_records_json
 

@@ -6,9 +6,9 @@ import pickle
 
 import numpy as np
 import pytest
-from froc_samples import data_sample, lesion
 from mmengine.fileio import dump
 
+from helpers.froc_samples import data_sample, lesion
 from mp3d_mmdet.evaluation.metrics import (dump_records_json, load_detection_dump,
                                            load_records_json, record_from_data_sample)
 from mp3d_mmdet.evaluation.metrics.froc_records import RECORDS_JSON_FORMAT

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_volume.volume_fixtures import (REPO, PlantedLesion, lesion_box, make_sitk_image,
-                                       phantom_volume, tiny_config_text, write_dicom_series,
-                                       write_deeplesion_from_volumes)
 
-from mp3d_mmdet.volume import detect_lesions_in_volume
+from helpers.volume_fixtures import (REPO, PlantedLesion, lesion_box, make_sitk_image,
+                                     phantom_volume, tiny_config_text,
+                                     write_deeplesion_from_volumes, write_dicom_series)
 from mp3d_mmdet.structures import box_iou
 from mp3d_mmdet.utils.config import load_config
+from mp3d_mmdet.volume import detect_lesions_in_volume
 
 ITERATIONS = 250
 LR_DECAY_AT = 200
@@ -65,10 +65,10 @@ def _training_series(seed: int = 0):
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """(config path, checkpoint path) of the tiny model trained on generated data."""
+    from mmdet.registry import DATASETS, MODELS
     from mmengine.dataset import pseudo_collate
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
-    from mmdet.registry import DATASETS, MODELS
 
     root = tmp_path_factory.mktemp('e2e')
     data_root = str(root / 'data') + '/'

@@ -5,13 +5,13 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from test_volume.volume_fixtures import REPO, tiny_config_text
 
-from mp3d_mmdet.volume import (CTVolume, InferenceSetupError, VolumeGeometry,
-                             VolumeLesionDetector, detect_lesions_in_volume,
-                             load_inference_config, plan_in_plane_resize, slice_input_settings)
+from helpers.volume_fixtures import REPO, tiny_config_text
 from mp3d_mmdet.datasets.slice_sampling import sample_slices_from_volume
 from mp3d_mmdet.utils.config import load_config
+from mp3d_mmdet.volume import (CTVolume, InferenceSetupError, VolumeGeometry, VolumeLesionDetector,
+                               detect_lesions_in_volume, load_inference_config,
+                               plan_in_plane_resize, slice_input_settings)
 
 
 def _volume(hu, spacing):
@@ -201,8 +201,8 @@ def test_setup_errors(tmp_path, tiny_cfg_path):
                        r'backbone\.conv1\.weight\); 1 unexpected \(e\.g\. '
                        r'backbone\.stem\.weight\)'):
         VolumeLesionDetector(tiny_cfg_path, str(wrong))
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
     weights = MODELS.build(load_config(tiny_cfg_path).model).state_dict()
     weights['roi_head.bbox_head.fc_cls.weight'] = torch.zeros(4, 32)  # 3 classes, not 1

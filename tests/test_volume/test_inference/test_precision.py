@@ -4,11 +4,10 @@ slices per forward pass giving the detections of one slice per pass."""
 import numpy as np
 import pytest
 import torch
-from test_volume.volume_fixtures import tiny_config_text
 
-from mp3d_mmdet.volume import (CTVolume, InferenceSetupError, VolumeGeometry,
-                             VolumeLesionDetector, cpu_bf16_flags, precision_context,
-                             resolve_precision)
+from helpers.volume_fixtures import tiny_config_text
+from mp3d_mmdet.volume import (CTVolume, InferenceSetupError, VolumeGeometry, VolumeLesionDetector,
+                               cpu_bf16_flags, precision_context, resolve_precision)
 from mp3d_mmdet.volume.inference import precision as precision_module
 
 

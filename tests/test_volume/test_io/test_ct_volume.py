@@ -7,8 +7,8 @@ import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_volume.volume_fixtures import make_sitk_image, write_dicom_series
 
+from helpers.volume_fixtures import make_sitk_image, write_dicom_series
 from mp3d_mmdet.volume import VolumeInputError, read_ct_volume
 
 SPACING = (0.7, 0.8, 2.5)

@@ -12,13 +12,13 @@ import subprocess
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_volume.volume_fixtures import make_sitk_image, write_dicom_series
 
+from helpers.volume_fixtures import make_sitk_image, write_dicom_series
 from mp3d_mmdet import __version__
-from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, link_slice_detections,
-                             measure_lesion_candidates, read_ct_volume)
-from mp3d_mmdet.volume import CandidateRegion, candidate_regions
-from mp3d_mmdet.volume import build_dicom_sr, write_dicom_sr, write_volume_outputs
+from mp3d_mmdet.volume import (CandidateRegion, SliceDetections, VolumeDetectionResult,
+                               build_dicom_sr, candidate_regions, link_slice_detections,
+                               measure_lesion_candidates, read_ct_volume, write_dicom_sr,
+                               write_volume_outputs)
 from mp3d_mmdet.volume.outputs import (CORNERSTONE_RECTANGLE, dicom_sr_problem,
                                        writable_output_formats)
 

@@ -15,12 +15,12 @@ import subprocess
 
 import numpy as np
 import pytest
-from test_volume.viewer_fixtures import hydrate_sr, node_or_skip
-from test_volume.volume_fixtures import make_sitk_image, write_dicom_series
 
-from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, link_slice_detections,
-                               measure_lesion_candidates, read_ct_volume)
-from mp3d_mmdet.volume import candidate_regions, write_dicom_sr
+from helpers.viewer_fixtures import hydrate_sr, node_or_skip
+from helpers.volume_fixtures import make_sitk_image, write_dicom_series
+from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, candidate_regions,
+                               link_slice_detections, measure_lesion_candidates, read_ct_volume,
+                               write_dicom_sr)
 
 pytest.importorskip('highdicom', reason='highdicom not installed (DICOM SR output)')
 pydicom = pytest.importorskip('pydicom')

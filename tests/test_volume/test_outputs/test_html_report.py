@@ -25,14 +25,13 @@ import cv2
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_volume.volume_fixtures import PlantedLesion, make_sitk_image, phantom_volume
 
-from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, link_slice_detections,
-                             measure_lesion_candidates, read_ct_volume)
-from mp3d_mmdet.volume import candidate_regions
+from helpers.volume_fixtures import PlantedLesion, make_sitk_image, phantom_volume
 from mp3d_mmdet.volume import (BOX_RGB, DISPLAY_CODE_KNOTS, JPEG_QUALITIES, SELECTED_RGB,
-                               SLICE_BUDGET, WINDOW_PRESETS, HtmlIndexEntry, display_code_hu,
+                               SLICE_BUDGET, WINDOW_PRESETS, HtmlIndexEntry, SliceDetections,
+                               VolumeDetectionResult, candidate_regions, display_code_hu,
                                encode_report_slices, hu_to_display_code, input_window,
+                               link_slice_detections, measure_lesion_candidates, read_ct_volume,
                                render_html_report, write_html_index, write_html_report)
 
 NUM_SLICES, HEIGHT, WIDTH = 14, 48, 64

@@ -7,8 +7,8 @@ import shlex
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_volume.viewer_fixtures import oblique_result
 
+from helpers.viewer_fixtures import oblique_result
 from mp3d_mmdet.volume import candidate_label_array, candidate_regions, write_label_map
 from mp3d_mmdet.volume.outputs import LABEL_COLORS
 

@@ -2,8 +2,8 @@
 oblique, permuted scan."""
 import numpy as np
 import pytest
-from test_volume.viewer_fixtures import SPACING, expected_original_corners, oblique_result
 
+from helpers.viewer_fixtures import SPACING, expected_original_corners, oblique_result
 from mp3d_mmdet.volume import candidate_box_3d, candidate_regions
 
 

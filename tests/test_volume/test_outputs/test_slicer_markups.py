@@ -3,8 +3,8 @@ voxels of the candidate in the scan's own grid (oblique, permuted, non-trivial o
 import json
 
 import numpy as np
-from test_volume.viewer_fixtures import expected_original_corners, oblique_result
 
+from helpers.viewer_fixtures import expected_original_corners, oblique_result
 from mp3d_mmdet.volume import SLICER_MARKUPS_SCHEMA, candidate_regions, write_slicer_markups
 
 

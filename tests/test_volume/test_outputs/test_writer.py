@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_volume.volume_fixtures import make_sitk_image
 
+from helpers.volume_fixtures import make_sitk_image
 from mp3d_mmdet.volume import (LESION_CSV_COLUMNS, SliceDetections, VolumeDetectionResult,
-                             link_slice_detections, measure_lesion_candidates, read_ct_volume,
-                             write_volume_outputs)
+                               link_slice_detections, measure_lesion_candidates, read_ct_volume,
+                               write_volume_outputs)
 
 
 @pytest.fixture()

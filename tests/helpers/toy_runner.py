@@ -79,7 +79,7 @@ import os, os.path as osp, signal, sys
 sys.path.insert(0, {tests!r})
 from mmengine.fileio import LocalBackend
 import mp3d_mmdet
-from toy_runner import toy_runner
+from helpers.toy_runner import toy_runner
 original = LocalBackend.put
 def put(self, obj, filepath):
     if {name_part!r} in osp.basename(str(filepath)):
@@ -97,7 +97,7 @@ def train_and_sigkill_while_writing(work_dir: str, name_part: str = 'epoch_2',
     """In a subprocess: train :func:`toy_runner` for one epoch, resume it for three, and
     SIGKILL the process halfway through writing the first file whose name contains
     ``name_part``. ``kwargs`` go to :func:`toy_runner` (``hook``, ``max_keep_ckpts`` ...)."""
-    script = _KILLED_RUN.format(tests=os.path.dirname(os.path.abspath(__file__)),
+    script = _KILLED_RUN.format(tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 name_part=name_part, work_dir=str(work_dir), kwargs=kwargs)
     return subprocess.run([sys.executable, '-c', script], capture_output=True,
                           encoding='utf-8', errors='replace',

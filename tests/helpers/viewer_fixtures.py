@@ -10,10 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_volume.volume_fixtures import REPO, make_sitk_image
 
+from helpers.volume_fixtures import REPO, make_sitk_image
 from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, link_slice_detections,
-                             measure_lesion_candidates, read_ct_volume)
+                               measure_lesion_candidates, read_ct_volume)
 
 #: stored axes: file i runs along physical -y, j along +x, k along +z, all turned 8 degrees
 #: about z (an oblique scan), read back reoriented (axes permuted and flipped)

@@ -26,11 +26,11 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
-from mp3d_mmdet.datasets.dl_info import DLInfoRow, series_folder_name, slice_file_name, \
-    write_dl_info
+from helpers.tiny_mp3d import tiny_mp3d_model
+from mp3d_mmdet.datasets.dl_info import (DLInfoRow, series_folder_name, slice_file_name,
+                                         write_dl_info)
 from mp3d_mmdet.datasets.slice_sampling import PNG_HU_OFFSET
 from mp3d_mmdet.utils.config import load_config
-from tiny_mp3d import tiny_mp3d_model
 
 
 @dataclass
@@ -276,8 +276,8 @@ def write_tiny_model(folder: str) -> Tuple[str, str]:
     """A tiny 3-slice config (:func:`tiny_config_text`, 64 px) and a checkpoint of its randomly
     initialised model (seed 0) in ``folder``; returns ``(config path, checkpoint path)``."""
     import torch
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
     cfg_path = osp.join(folder, 'tiny3.py')
     with open(cfg_path, 'w') as handle:
         handle.write(tiny_config_text(num_slices=3, slice_interval=2.5, scale=64))
