@@ -22,12 +22,17 @@ runner_type = 'DeviceAwareRunner'
 
 data_root = '{{$COCO_ROOT:data/coco}}'.rstrip('/') + '/'
 
-# 3 slices (= the 3 colour channels): the backbone and the GTM take the top-level num_slices.
+# 3 slices (= the 3 colour channels): the backbone and the GTM hold the top-level num_slices
+# written out (docs/configs.md).
 # The data preprocessor of the model base (mean=[127.5], std=[127.5], bgr_to_rgb=False) is
 # kept: RGBToSlices leaves the intensities on [0, 255] like the CT loader, so COCO and CT inputs
 # both reach [-1, 1].
 num_slices = 3
+slice_neck = _base_.model.neck
+slice_neck[0].num_slices = num_slices
 model = dict(
+    backbone=dict(num_slices=num_slices),
+    neck=slice_neck,
     # mmdet's COCO anchors (8 x stride: 32 ... 512 px at strides 4 ... 64); the DeepLesion
     # configs use 4 x stride (16 ... 256 px). Same number of anchors per location, so the RPN
     # weights still transfer (mp3d-convert-pretraining-checkpoint carries them) -- as an

@@ -33,8 +33,10 @@ model = dict(
 # levels; a network trained from scratch for minutes learns them much faster at 450 HU.
 hu_window = (-175, 275)
 train_pipeline = _base_.train_pipeline
+train_pipeline[0].hu_window = hu_window  # written out in every loader (docs/configs.md)
 train_pipeline[2].scales = [(144, 144), (160, 160), (176, 176)]
 test_pipeline = _base_.test_pipeline
+test_pipeline[0].hu_window = hu_window
 test_pipeline[1].scale = (160, 160)
 train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True,

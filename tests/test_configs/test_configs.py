@@ -10,10 +10,11 @@ from mmengine.config import Config
 import mp3d_mmdet  # noqa: F401
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
-from mp3d_mmdet.utils.config import ConfigError, load_config
+from mp3d_mmdet.utils.config import ConfigError, load_config, resolve_config
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 CONFIGS = sorted(p for p in glob.glob(osp.join(CONFIG_DIR, '*.py')))
+BASES = sorted(glob.glob(osp.join(CONFIG_DIR, '_base_', '*', '*.py')))
 MAIN = osp.join(CONFIG_DIR, 'mp3d_fpn_deeplesion_2x.py')
 
 register_all_modules(init_default_scope=True)
@@ -74,18 +75,27 @@ def test_config_parses_and_builds(path):
     assert model.backbone.num_slices == counts[0]
 
 
+@pytest.mark.parametrize('path', CONFIGS + BASES, ids=lambda p: osp.basename(p)[:-3])
+def test_every_config_writes_its_places_out(path):
+    """Resolving a config changes nothing: every place already holds its top-level value, so
+    mmdet's own entry points, which do not resolve, build what the plugin builds
+    (tests/test_configs/test_mmdet_entry_points.py)."""
+    assert resolve_config(Config.fromfile(path)) == []
+
+
 @pytest.mark.parametrize('name,slices', [('mp3d_fpn_5slices_deeplesion_2x', 5),
                                          ('mp3d_fpn_7slices_deeplesion_2x', 7),
                                          ('mp3d_fpn_11slices_deeplesion_2x', 11),
                                          ('fpn_3dce_3slices_deeplesion_2x', 3),
                                          ('fpn_3dce_27slices_deeplesion_2x', 27)])
-def test_a_variant_is_one_line(name, slices):
+def test_a_variant_sets_its_slice_count_and_writes_it_out(name, slices):
     path = osp.join(CONFIG_DIR, name + '.py')
     lines = [line for line in open(path).read().splitlines()
              if line.strip() and not line.startswith('#')]
-    assert lines[1:] == [f'num_slices = {slices}']  # after `_base_ = ...`
-    assert set(_slice_counts(load_config(path))) == {slices}
-    assert set(_slice_counts(load_config(MAIN))) == {9}  # the base is left untouched
+    assert lines[1] == f'num_slices = {slices}'  # after `_base_ = ...`
+    assert all(str(slices) not in line for line in lines[2:]), lines  # written as num_slices
+    assert set(_slice_counts(Config.fromfile(path))) == {slices}  # without resolving
+    assert set(_slice_counts(Config.fromfile(MAIN))) == {9}  # the base is left untouched
 
 
 def test_a_child_config_setting_num_slices_13_builds_a_13_slice_model(tmp_path):
@@ -124,14 +134,18 @@ def test_an_adapter_that_disagrees_with_the_backbone_is_refused():
 
 
 def test_without_a_top_level_value_the_places_must_agree():
-    from mp3d_mmdet.utils.config import resolve_config
     plain = Config.fromfile(MAIN).to_dict()
     del plain['num_slices']  # as another project's config: no top-level num_slices
     cfg = Config(plain)
+    assert resolve_config(cfg) == []  # the places agree
     cfg.val_dataloader.dataset.pipeline[0]['num_slices'] = 5
-    with pytest.raises(ConfigError, match=r'model.backbone.num_slices is not set but '
+    with pytest.raises(ConfigError, match=r'model.backbone.num_slices = 9 but '
                        r'val_dataloader.dataset.pipeline\[0\].num_slices = 5: the places of '
                        'num_slices disagree'):
+        resolve_config(cfg)
+    del cfg.model.backbone['num_slices']
+    with pytest.raises(ConfigError, match=r'model.backbone.num_slices is not set but '
+                       r'train_pipeline\[0\].num_slices = 9'):
         resolve_config(cfg)
 
 

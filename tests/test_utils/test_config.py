@@ -62,19 +62,73 @@ def test_without_any_value_the_modules_say_what_is_missing():
 
 def test_the_froc_metric_inputs_are_checked_before_training():
     cfg = _plain_config(num_slices=3)
+    check_evaluator_inputs(cfg)  # 'instances' packed
+    test_pipeline = cfg.test_dataloader.dataset.pipeline
+    del test_pipeline[1]['meta_keys']  # mmdet's default packing: no 'instances'
+    with pytest.raises(ConfigError, match=(
+            r'^FROCMetric needs the ground truth, but test_dataloader.dataset.pipeline neither '
+            r'loads boxes \(LoadAnnotations\) nor packs .instances.: add .* or .instances. to '
+            r'the meta_keys of test_dataloader.dataset.pipeline\[1\] \(PackDetInputs\)$')):
+        check_evaluator_inputs(cfg)
+    # the ground truth from gt_instances: annotations loaded after the resize
+    test_pipeline[1:1] = [dict(type='SliceWiseResize', scale=(64, 64), keep_ratio=True),
+                          dict(type='LoadAnnotations')]
     check_evaluator_inputs(cfg)
-    cfg.test_dataloader.dataset.pipeline[1].meta_keys = ('img_id', 'img_path')
-    with pytest.raises(ConfigError, match=r"test_evaluator FROCMetric reads \['instances', "
-                       r"'slice_interval'\] from every data sample, but "
-                       r'test_dataloader.dataset.pipeline\[1\] \(PackDetInputs\) does not pack '
-                       r"them: add \['instances', 'slice_interval'\] to its meta_keys"):
+    test_pipeline[1], test_pipeline[2] = test_pipeline[2], test_pipeline[1]
+    with pytest.raises(ConfigError, match=r'test_dataloader.dataset.pipeline\[2\] '
+                       r'\(SliceWiseResize\) comes after it and moves them'):
         check_evaluator_inputs(cfg)
-    cfg.test_evaluator = [dict(type='FROCMetric', breakdowns=False)]
-    with pytest.raises(ConfigError, match=r"reads \['instances'\]"):
-        check_evaluator_inputs(cfg)
-    del cfg.test_dataloader.dataset.pipeline[1]['meta_keys']  # mmdet's defaults lack them
-    with pytest.raises(ConfigError, match=r"reads \['instances'\]"):
-        check_evaluator_inputs(cfg)
+    cfg.test_evaluator = [dict(type='CocoMetric')]  # other metrics are not checked
+    check_evaluator_inputs(cfg)
+
+
+def _written_out_config(**top_level) -> Config:
+    """:func:`_plain_config` with every place written out, as the configs in configs/ are."""
+    cfg = _plain_config(num_slices=9, slice_interval=2.5, hu_window=(-1024, 1050))
+    resolve_config(cfg)
+    cfg.merge_from_dict(top_level)
+    return cfg
+
+
+def test_a_written_out_config_follows_a_new_top_level_value():
+    cfg = _written_out_config(num_slices=13)
+    filled = resolve_config(cfg)
+    assert 'model.backbone.num_slices = 13 (was 9)' in filled
+    assert "model.neck[0].num_slices = 13 (was 9; the backbone's output depths)" in filled
+    assert cfg.test_dataloader.dataset.pipeline[0].num_slices == 13
+    assert cfg.train_dataloader.dataset.dataset.pipeline[0].slice_interval == 2.5
+    assert resolve_config(cfg) == []
+    iso = _written_out_config()
+    iso.model.backbone.slice_pooling = 'isotropic'
+    iso.model.neck[0].num_slices = [5, 3]  # written out for 9 slices
+    iso.num_slices = 13
+    resolve_config(iso)
+    assert iso.model.neck[0].num_slices == [7, 4]
+
+
+def test_a_place_set_by_hand_is_refused_even_when_written_out():
+    cfg = _written_out_config(num_slices=13)
+    cfg.model.backbone.num_slices = 13  # by hand; the loaders still hold 9
+    with pytest.raises(ConfigError, match=(
+            r'^num_slices = 13 \(top level\) but train_dataloader.dataset.dataset.pipeline\[0\].'
+            r'num_slices = 9: the places of num_slices follow the top level; change it there '
+            r'\(e.g. --cfg-options num_slices=...\), not in one place$')):
+        resolve_config(cfg)
+    cfg = _written_out_config(hu_window=(-100, 300))
+    del cfg.val_dataloader.dataset.datasets[0].pipeline[0]['hu_window']
+    with pytest.raises(ConfigError, match=(
+            r'^hu_window = \(-100, 300\) \(top level\) but train_dataloader.dataset.dataset.'
+            r'pipeline\[0\].hu_window = \(-1024, 1050\) \(val_dataloader.dataset.datasets\[0\].'
+            r'pipeline\[0\].hu_window leaves it out, so the places written out count as set by '
+            r'hand: write hu_window in every place or in none\): ')):
+        resolve_config(cfg)
+    adapter = _written_out_config()
+    adapter.model.backbone.slice_pooling = 'isotropic'  # the written-out GTM still says 9
+    with pytest.raises(ConfigError, match=(
+            r"model.neck\[0\].num_slices = 9 but the backbone \(MP3DResNet, num_slices=9\) "
+            r'outputs slice depths \[5, 3\]: the neck adapter follows the backbone; set its '
+            r'num_slices to \[5, 3\] or leave it out')):
+        resolve_config(adapter)
 
 
 def test_load_config_merges_options_before_resolving():

@@ -6,10 +6,12 @@
 data_root = '{{$DEEPLESION_ROOT:data/DeepLesion}}'.rstrip('/') + '/'
 dataset_type = 'DeepLesionDataset'
 
-# The N-slice input, set once: every LoadCTSlices below takes these top-level values and the
-# slice count (`num_slices`, set in _base_/models/mp3d_fpn.py: the backbone and the neck
-# adapter take it too) -- mp3d_mmdet/utils/config.py; a place that sets its own value must
-# agree. The paper: 9 slices at a 2.5 mm interval, HU clipped to [-1024, 1050].
+# The N-slice input: these top-level values and the slice count (`num_slices`, owned by
+# _base_/models/mp3d_fpn.py: the backbone and the neck adapter take it too) are written out in
+# every LoadCTSlices below, for mmdet's own tools; the plugin's entry points move them with a
+# new top-level value and refuse one set to another value by hand
+# (mp3d_mmdet/utils/config.py). The paper: 9 slices at a 2.5 mm interval, HU clipped to
+# [-1024, 1050].
 slice_interval = 2.5
 hu_window = (-1024, 1050)
 
@@ -17,9 +19,10 @@ hu_window = (-1024, 1050)
 meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
              'flip_direction', 'instances', 'slice_interval', 'pixel_spacing')
 train_pipeline = [
-    # flip_slice_order_prob > 0 reverses the slice order at random (an augmentation the
-    # paper does not use).
-    dict(type='LoadCTSlices', flip_slice_order_prob=0.0),
+    # num_slices=9: the num_slices of _base_/models/mp3d_fpn.py. flip_slice_order_prob > 0
+    # reverses the slice order at random (an augmentation the paper does not use).
+    dict(type='LoadCTSlices', num_slices=9, slice_interval=slice_interval, hu_window=hu_window,
+         flip_slice_order_prob=0.0),
     dict(type='LoadAnnotations', with_bbox=True),
     # The paper's augmentation: multi-scale {448, 512, 576}, horizontal and vertical flips.
     # SliceWiseResize = mmdet's Resize, resizing the N slices plane by plane so that the image
@@ -35,7 +38,7 @@ train_pipeline = [
 # Evaluation reads the ground truth (original-image boxes and per-lesion metadata) from
 # `instances` in the metadata, so the test pipeline loads no annotations.
 test_pipeline = [
-    dict(type='LoadCTSlices'),
+    dict(type='LoadCTSlices', num_slices=9, slice_interval=slice_interval, hu_window=hu_window),
     dict(type='SliceWiseResize', scale=(512, 512), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys=meta_keys),
 ]

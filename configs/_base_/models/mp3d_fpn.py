@@ -3,17 +3,21 @@
 # for one class ('lesion'). 45,156,437 parameters with 9 slices (paper: 45.16 M); see
 # docs/model_complexity.md (tools/analysis/complexity.py).
 #
-# Slice count: the input has N slices as N channels. The backbone, the GTM and every loader
-# take N from the top-level `num_slices` below, so an experiment changes it in one line --
-# `num_slices = 5` in a child config, or `--cfg-options num_slices=5`; the GTM gets the
-# backbone's output depths (mp3d_mmdet/utils/config.py; the runner and the plugin's tools
-# resolve it when they read a config).
+# Slice count: the input has N slices as N channels. The top-level `num_slices` below owns
+# it; the backbone, the GTM (the backbone's output depths) and every loader hold it written
+# out, so that mmdet's own entry points (init_detector, the analysis tools) build this model
+# too. The plugin's entry points (its runner, its tools) move every place with a new
+# top-level value -- `num_slices = 5` in a child config, or `--cfg-options num_slices=5` --
+# and refuse a place set to another value by hand (mp3d_mmdet/utils/config.py,
+# docs/configs.md). A shipped config that changes it writes the places out too.
 # Variants by overriding keys:
 #   MR3D FPN (full 3D):   model = dict(backbone=dict(type='MR3DResNet', conv_type='3d'))
 #   CTM instead of GTM:   slice_neck = _base_.model.neck
-#                         slice_neck[0] = dict(type='CenterSliceTransform')
-#   isotropic pooling:    model = dict(backbone=dict(slice_pooling='isotropic'))  (the GTM then
-#                         fuses [5, 3, 2, 1] slices per level for 9 input slices)
+#                         slice_neck[0] = dict(type='CenterSliceTransform', num_slices=9)
+#   isotropic pooling:    slice_neck = _base_.model.neck
+#                         slice_neck[0].num_slices = [5, 3, 2, 1]  (the depths left of 9)
+#                         model = dict(backbone=dict(slice_pooling='isotropic'),
+#                                      neck=slice_neck)
 #   2D-inflated init:     backbone=dict(init_cfg=dict(type='Inflated2DPretrained',
 #                                                     checkpoint='torchvision://resnet50'))
 _base_ = 'mmdet::_base_/models/faster-rcnn_r50_fpn.py'
@@ -33,6 +37,7 @@ model = dict(
         _delete_=True,
         type='MP3DResNet',
         depth=50,  # MP3D-63: stages [3, 4, 6, 3], P3D-A/B/C cycling by block index
+        num_slices=num_slices,
         conv_type='p3d',
         slice_pooling='none',
         out_indices=(0, 1, 2, 3),
@@ -43,7 +48,8 @@ model = dict(
         norm_eval=False,
         init_cfg=None),
     neck=[
-        dict(type='GroupTransform', in_channels=[256, 512, 1024, 2048]),
+        # num_slices: the backbone's output depths (every stage keeps the N slices)
+        dict(type='GroupTransform', in_channels=[256, 512, 1024, 2048], num_slices=num_slices),
         dict(type='FPN', in_channels=[256, 512, 1024, 2048], out_channels=256, num_outs=5),
     ],
     rpn_head=dict(

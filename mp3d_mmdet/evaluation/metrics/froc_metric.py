@@ -19,8 +19,11 @@ How the breakdowns are computed (each follows the released code that published i
   interval of its image: the ground truth is filtered, all images and detections are kept
   (the rule the DeepLesion authors prescribe for every breakdown). AlignShift instead splits
   the images (each subset with its own images, detections and FP count); that is not done.
-* A subset without lesions gets NaN values (one warning names all such subsets); nothing is
-  dropped silently.
+* A lesion whose type, size or slice interval is unknown is in no subset of that breakdown:
+  ground truth read from ``gt_instances`` has no type or size, a data sample without
+  ``slice_interval`` no interval (:mod:`.froc_inputs`). A subset without lesions gets NaN
+  values; one warning per evaluation names all such subsets and what was unknown; nothing
+  is dropped silently.
 
 What is logged: the whole report (every subset) once per evaluation as a table, and the
 headline metrics -- sensitivities, their mean, mAP -- as the metrics mmengine logs on one
@@ -48,6 +51,7 @@ from ..functional.coco_ap import coco_ap
 from ..functional.froc import DEFAULT_FPS, FROCCurve, lesion_subset_froc_curves
 from ..functional.froc_plot import plot_froc_curves
 from ..functional.froc_protocols import FROCProtocol, check_fps, get_froc_protocol
+from .froc_inputs import check_froc_pipeline, loop_pipelines
 from .froc_records import dump_records_json, record_from_data_sample
 
 __all__ = ['FROCMetric', 'SIZE_SUBSETS_MM', 'SLICE_INTERVAL_THR_MM', 'lesion_size_subsets']
@@ -81,13 +85,16 @@ class FROCMetric(BaseMetric):
     """DeepLesion FROC sensitivities, their 0.5-4 mean, mAP@0.5 and breakdowns.
 
     Reads from each data sample: ``pred_instances.bboxes``/``scores`` (original image
-    coordinates, i.e. the model's ``rescale=True`` output) and the metainfo ``img_id``,
-    ``instances`` (ground truth in original image coordinates: ``bbox`` 0-based
-    ``[x1, y1, x2, y2]``, ``ignore_flag``, ``lesion_type``, ``long_diameter_mm``),
-    ``slice_interval`` and ``img_path``; so the test pipeline's ``PackDetInputs`` must list
-    :meth:`required_meta_keys` in its ``meta_keys`` (the plugin's runner checks this before
-    training starts: :func:`mp3d_mmdet.utils.config.check_evaluator_inputs`). Instances with
-    ``ignore_flag`` 1 are left out of the ground truth.
+    coordinates, i.e. the model's ``rescale=True`` output), the metainfo ``img_id`` and the
+    ground truth in original image coordinates: the metainfo ``instances`` (``bbox``
+    0-based ``[x1, y1, x2, y2]``, ``ignore_flag``, ``lesion_type``, ``long_diameter_mm``) when
+    ``PackDetInputs`` packs them (the plugin's configs), else ``gt_instances`` (mmdet's default
+    ``PackDetInputs``, annotations loaded after the resize); optionally ``slice_interval``
+    and ``img_path``. Instances with ``ignore_flag`` 1 are left out of the ground truth.
+    A test pipeline that gives neither form in original coordinates is refused before the
+    first training (or test) iteration: :meth:`check_pipeline` runs on the dataloader of the
+    val / test loop when mmengine sets :attr:`dataset_meta`, and on the config in the
+    plugin's runner (:func:`mp3d_mmdet.utils.config.check_evaluator_inputs`).
 
     Metric keys (after the ``froc/`` prefix), with ``fps=(0.5, 1, 2, 4, 8, 16)``:
     ``sens@0.5`` ... ``sens@16``, ``mean_0.5-4``, ``mAP@0.5``; with ``breakdowns`` and
@@ -111,8 +118,9 @@ class FROCMetric(BaseMetric):
         mean_fp_range: ``(lo, hi)``: the mean is taken over the ``fps`` within ``[lo, hi]``.
         compute_map: also compute COCO-style AP at ``iou_thr`` (pycocotools; seconds on the
             full DeepLesion test set).
-        breakdowns: also report the lesion type / size / slice interval subsets (needs
-            ``lesion_type``, ``long_diameter_mm`` and ``slice_interval`` in the data samples).
+        breakdowns: also report the lesion type / size / slice interval subsets (from
+            ``instances``' ``lesion_type`` and ``long_diameter_mm`` and the ``slice_interval``
+            of the data samples; lesions without them are in no subset).
         breakdown_metrics: also return the subsets' values as metrics (``S/sens@...``);
             by default they appear in the logged table only.
         out_of_subset_detections: in the lesion type and size subsets, a detection that
@@ -198,21 +206,53 @@ class FROCMetric(BaseMetric):
         """Keys of the sensitivities, e.g. ``['sens@0.5', 'sens@1', ...]``."""
         return [f'sens@{f:g}' for f in self.fps]
 
-    def required_meta_keys(self) -> Tuple[str, ...]:
-        """The metainfo keys every data sample must carry (``PackDetInputs.meta_keys``)."""
-        return ('img_id', 'instances') + (('slice_interval', ) if self.breakdowns else ())
+    # ----------------------------------------------------------------------------- inputs
+    @classmethod
+    def check_pipeline(cls, pipeline: Sequence[Any], where: str) -> Optional[str]:
+        """Where ``pipeline`` puts the ground truth, or refuse it
+        (:func:`.froc_inputs.check_froc_pipeline`).
+
+        Args:
+            pipeline: transforms, as config dicts or built objects.
+            where: the pipeline's name in messages.
+
+        Returns:
+            ``'instances'``, ``'gt_instances'`` or None (no ``PackDetInputs``: not checked).
+
+        Raises:
+            ConfigError: a one-line message naming the transforms and the fix.
+        """
+        return check_froc_pipeline(pipeline, where)
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        """Meta info of the dataset (mmengine's ``BaseMetric.dataset_meta``)."""
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, dataset_meta: Optional[dict]) -> None:
+        """Keep the meta info; set by mmengine's val / test loop once it has built its
+        dataloader, before the first iteration: its pipelines are checked here
+        (:meth:`check_pipeline`).
+
+        Raises:
+            ConfigError: a pipeline the metric cannot read the ground truth from.
+        """
+        self._dataset_meta = dataset_meta
+        for where, pipeline in loop_pipelines():
+            self.check_pipeline(pipeline, where)
 
     # ----------------------------------------------------------------------------- mmengine
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Keep one record per data sample (see :mod:`.froc_records`).
 
         Args:
-            data_batch: unused (the ground truth comes from the data samples' metainfo).
+            data_batch: unused (the ground truth comes from the data samples).
             data_samples: ``DetDataSample.to_dict()`` outputs of the model.
         """
         for data_sample in data_samples:
             self.results.append(
-                record_from_data_sample(data_sample, require_metadata=self.breakdowns,
+                record_from_data_sample(data_sample, require_metadata=False,
                                         clipped_gt=self.protocol.clip_gt_to_image))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -238,8 +278,9 @@ class FROCMetric(BaseMetric):
 
         # 'all' and the breakdown subsets share one ranking and IoU matching
         lesion_subsets = OrderedDict(all=np.ones(sum(len(g) for g in gts), dtype=bool))
+        unknown: List[str] = []  # what the breakdowns lacked, for the warning
         if self.breakdowns:
-            lesion_subsets.update(self._breakdown_subsets(results, gts))
+            lesion_subsets.update(self._breakdown_subsets(results, gts, unknown))
         curves = lesion_subset_froc_curves(boxes, gts, lesion_subsets, self.iou_thr,
                                            self.legacy_plus_one, self.out_of_subset_detections)
         rows = [self._row(name, curves[name], int(mask.sum()), len(gts))
@@ -253,9 +294,10 @@ class FROCMetric(BaseMetric):
             for row in rows[1:]:
                 metrics.update(self._row_metrics(row.name + '/', row))
         empty = [row.name for row in rows[1:] if row.num_lesions == 0]
-        if empty:
-            warnings.warn(f'FROCMetric: {len(empty)} subset(s) without lesions, their '
-                          f"sensitivities are n/a: {', '.join(empty)}")
+        if empty or unknown:
+            parts = ([f'{len(empty)} subset(s) without lesions, their sensitivities are n/a: '
+                      f"{', '.join(empty)}"] if empty else []) + unknown
+            warnings.warn('FROCMetric: ' + '; '.join(parts))
 
         print_log('\n' + self._format_table(rows, metrics.get(self.map_key)), logger=logger)
         if self.plot_froc:
@@ -290,23 +332,26 @@ class FROCMetric(BaseMetric):
             warnings.warn(f"FROCMetric: the FROC curve ends at {end:g} FPs per image, so the "
                           f"rates {', '.join(f'{f:g}' for f in past)} lie past it: {reading}")
 
-    def _breakdown_subsets(self, results: List[dict],
-                           gts: List[np.ndarray]) -> 'OrderedDict[str, np.ndarray]':
+    def _breakdown_subsets(self, results: List[dict], gts: List[np.ndarray],
+                           unknown: List[str]) -> 'OrderedDict[str, np.ndarray]':
         """``(G,)`` lesion masks of the lesion type, size and slice-interval subsets (module
-        docstring), lesions in image order."""
+        docstring), lesions in image order; appends to ``unknown`` a note for each input the
+        data samples lacked."""
         types = np.concatenate([r['gt_lesion_types'] for r in results])
         diameters = np.concatenate([r['gt_long_diameters_mm'] for r in results])
+        if len(types) and (types == -1).all() and np.isnan(diameters).all():
+            unknown.append("no lesion has a type or size (they come with 'instances' in the "
+                           "metainfo: add it to PackDetInputs' meta_keys)")
         lesion_subsets = OrderedDict(
             (f'type_{name}', types == code) for code, name in LESION_TYPE_NAMES.items()
             if code > 0)  # the 8 known types
         lesion_subsets.update(lesion_size_subsets(diameters))
         intervals = np.array([r['slice_interval'] for r in results], dtype=np.float64)
         if np.isnan(intervals).any():
-            first = results[int(np.argmax(np.isnan(intervals)))]['img_id']
-            raise ValueError(f'FROCMetric: slice_interval is unknown for '
-                             f'{np.isnan(intervals).sum()} image(s) (first img_id={first!r}); '
-                             f'the slice-interval breakdown needs it (or set breakdowns=False)')
-        lesion_intervals = np.repeat(intervals, [len(g) for g in gts])
+            unknown.append(f'{int(np.isnan(intervals).sum())} of {len(intervals)} images have '
+                           "no slice interval, their lesions are in no interval subset (add "
+                           "'slice_interval' to PackDetInputs' meta_keys)")
+        lesion_intervals = np.repeat(intervals, [len(g) for g in gts])  # NaN: in no subset
         thr = SLICE_INTERVAL_THR_MM
         lesion_subsets[f'interval_le{thr:g}mm'] = lesion_intervals <= thr
         lesion_subsets[f'interval_gt{thr:g}mm'] = lesion_intervals > thr

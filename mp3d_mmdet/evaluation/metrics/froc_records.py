@@ -21,7 +21,7 @@ import json
 import math
 import os
 import os.path as osp
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -42,16 +42,21 @@ def record_from_data_sample(data_sample: Any,
                             clipped_gt: bool = True) -> Dict[str, Any]:
     """Build the record of one image from a data sample as mmengine's Evaluator passes it.
 
+    The ground truth comes from the metainfo ``instances`` when the sample has it, else from
+    ``gt_instances`` (see :mod:`.froc_inputs`: boxes in original image coordinates, without
+    lesion type or size).
+
     Args:
         data_sample: ``DetDataSample.to_dict()`` output (what the Evaluator passes, and what
             mmdet's ``DumpDetResults`` pickles) or a ``DetDataSample``, with
             ``pred_instances`` (``bboxes`` ``(n, 4)``, ``scores`` ``(n,)``, tensors or arrays,
-            original image coordinates) and the metainfo ``img_id``, ``instances`` (list of
-            dicts with ``bbox``, ``ignore_flag``, ``lesion_type``, ``long_diameter_mm``),
-            ``slice_interval`` and optionally ``img_path``.
-        require_metadata: demand ``slice_interval`` and each instance's ``lesion_type`` and
-            ``long_diameter_mm`` (needed for the breakdowns); when False missing values
-            become -1 / NaN.
+            original image coordinates), the metainfo ``img_id``, the ground truth as
+            ``instances`` (list of dicts with ``bbox``, ``ignore_flag``, ``lesion_type``,
+            ``long_diameter_mm``) or ``gt_instances`` (``bboxes`` ``(g, 4)``), and optionally
+            ``slice_interval`` and ``img_path``.
+        require_metadata: demand ``instances`` with each lesion's ``lesion_type`` and
+            ``long_diameter_mm``, and ``slice_interval``; when False missing values become
+            -1 / NaN (unknown: in no breakdown subset).
         clipped_gt: take each lesion's ``bbox`` (clipped to the image by the dataset); False:
             its ``file_bbox`` where it has one (the box as the annotation file writes it,
             :attr:`~mp3d_mmdet.evaluation.functional.FROCProtocol.clip_gt_to_image`).
@@ -61,26 +66,19 @@ def record_from_data_sample(data_sample: Any,
 
     Raises:
         KeyError: a required key is missing; the message names the image and the key.
-        ValueError: malformed boxes or scores, ``pred_instances`` that is not a mapping with
-            ``bboxes`` and ``scores``, or ``instances`` that is not a list of dicts.
+        ValueError: malformed boxes or scores.
     """
     if hasattr(data_sample, 'to_dict'):  # a DetDataSample passed directly
         data_sample = data_sample.to_dict()
     img_id = data_sample.get('img_id', '?')
     where = f'data sample with img_id={img_id!r}'
-    for key in ('img_id', 'pred_instances', 'instances'):
+    for key in ('img_id', 'pred_instances'):
         if key not in data_sample:
-            hint = (" (add it to PackDetInputs' meta_keys)" if key == 'instances' else '')
-            raise KeyError(f'{where} has no {key!r}{hint}')
+            raise KeyError(f'{where} has no {key!r}')
     pred = data_sample['pred_instances']
     if not (hasattr(pred, 'keys') and 'bboxes' in pred and 'scores' in pred):
         raise ValueError(f"{where}: 'pred_instances' must hold 'bboxes' and 'scores', got "
                          f'{_summary(pred)}')
-    instances = data_sample['instances']
-    if not isinstance(instances, (list, tuple)) or not all(
-            isinstance(instance, dict) and 'bbox' in instance for instance in instances):
-        raise ValueError(f"{where}: 'instances' must be a list of dicts with a 'bbox', got "
-                         f'{_summary(instances)}')
     try:
         pred_bboxes = _to_numpy(pred['bboxes'], np.float32)
         pred_scores = _to_numpy(pred['scores'], np.float32)
@@ -94,6 +92,39 @@ def record_from_data_sample(data_sample: Any,
         raise ValueError(f'{where}: pred_instances must hold bboxes (n, 4) and scores (n,), got '
                          f'{pred_bboxes.shape} and {pred_scores.shape}')
 
+    if 'instances' in data_sample or require_metadata:
+        gt_bboxes, lesion_types, diameters = _instances_ground_truth(data_sample, where,
+                                                                     require_metadata, clipped_gt)
+    else:
+        gt_bboxes = _packed_ground_truth(data_sample, where)
+        lesion_types, diameters = [-1] * len(gt_bboxes), [math.nan] * len(gt_bboxes)
+
+    if require_metadata and 'slice_interval' not in data_sample:
+        raise KeyError(f"{where} has no 'slice_interval' (add it to PackDetInputs' meta_keys, or "
+                       f'set breakdowns=False)')
+    return dict(
+        img_id=_plain(data_sample['img_id']),
+        img_path=data_sample.get('img_path'),
+        pred_bboxes=pred_bboxes,
+        pred_scores=pred_scores,
+        gt_bboxes=np.array(gt_bboxes, dtype=np.float64).reshape(-1, 4),
+        gt_lesion_types=np.array(lesion_types, dtype=np.int64),
+        gt_long_diameters_mm=np.array(diameters, dtype=np.float64),
+        slice_interval=float(data_sample.get('slice_interval', math.nan)))
+
+
+def _instances_ground_truth(data_sample: Mapping[str, Any], where: str, require_metadata: bool,
+                            clipped_gt: bool = True
+                            ) -> Tuple[List[np.ndarray], List[int], List[float]]:
+    """Boxes, lesion types and long diameters of the metainfo ``instances`` (those with
+    ``ignore_flag`` 1 left out); ``clipped_gt`` False takes a lesion's ``file_bbox``."""
+    if 'instances' not in data_sample:
+        raise KeyError(f"{where} has no 'instances' (add it to PackDetInputs' meta_keys)")
+    instances = data_sample['instances']
+    if not isinstance(instances, (list, tuple)) or not all(
+            isinstance(instance, dict) and 'bbox' in instance for instance in instances):
+        raise ValueError(f"{where}: 'instances' must be a list of dicts with a 'bbox', got "
+                         f'{_summary(instances)}')
     gt_bboxes, lesion_types, diameters = [], [], []
     for k, instance in enumerate(instances):
         if instance.get('ignore_flag', 0):
@@ -114,19 +145,23 @@ def record_from_data_sample(data_sample: Any,
                                    f'breakdowns (or set breakdowns=False)')
         lesion_types.append(int(instance.get('lesion_type', -1)))
         diameters.append(float(instance.get('long_diameter_mm', math.nan)))
+    return gt_bboxes, lesion_types, diameters
 
-    if require_metadata and 'slice_interval' not in data_sample:
-        raise KeyError(f"{where} has no 'slice_interval' (add it to PackDetInputs' meta_keys, or "
-                       f'set breakdowns=False)')
-    return dict(
-        img_id=_plain(data_sample['img_id']),
-        img_path=data_sample.get('img_path'),
-        pred_bboxes=pred_bboxes,
-        pred_scores=pred_scores,
-        gt_bboxes=np.array(gt_bboxes, dtype=np.float64).reshape(-1, 4),
-        gt_lesion_types=np.array(lesion_types, dtype=np.int64),
-        gt_long_diameters_mm=np.array(diameters, dtype=np.float64),
-        slice_interval=float(data_sample.get('slice_interval', math.nan)))
+
+def _packed_ground_truth(data_sample: Mapping[str, Any], where: str) -> np.ndarray:
+    """``(g, 4)`` boxes of ``gt_instances`` (``ignore_flag`` ones are packed apart, in
+    ``ignored_instances``)."""
+    boxes = (data_sample.get('gt_instances') or {}).get('bboxes')
+    if boxes is None:
+        raise KeyError(f"{where} has no ground truth: neither 'instances' in its metainfo (add "
+                       "it to PackDetInputs' meta_keys) nor gt_instances.bboxes (load them with "
+                       'LoadAnnotations after the resize)')
+    boxes = _to_numpy(getattr(boxes, 'tensor', boxes), np.float64)  # mmdet's box types too
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f'{where}: gt_instances.bboxes must be (g, 4), got {boxes.shape}')
+    return boxes
 
 
 def dump_records_json(records: Sequence[Mapping[str, Any]], path: str) -> None:

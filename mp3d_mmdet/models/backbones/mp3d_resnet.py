@@ -36,11 +36,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
 from .p3d_blocks import P3DBottleneck
+from ...utils.slice_depths import SLICE_POOLINGS, slice_depths
 from ...utils.validation import check_num_slices
 
-__all__ = ['MP3DResNet', 'MR3DResNet', 'slice_depths']
+__all__ = ['MP3DResNet', 'MR3DResNet']
 
-SLICE_POOLINGS = ('none', 'isotropic')
 CONV_TYPES = ('p3d', '3d')
 
 
@@ -52,33 +52,6 @@ def _max_pool3d(x: Tensor, kernel_size: Tuple[int, int, int], stride: Tuple[int,
     if x.device.type == 'cpu':
         x = x.contiguous(memory_format=torch.channels_last_3d)
     return F.max_pool3d(x, kernel_size, stride, padding)
-
-
-def _pooled_depth(depth: int) -> int:
-    """Slice count after a max-pool of kernel 3, stride 2, padding 1 on that axis."""
-    return (depth - 1) // 2 + 1
-
-
-def slice_depths(num_slices: int, slice_pooling: str = 'none',
-                 num_stages: int = 4) -> List[int]:
-    """Slice-axis size ``D_i`` of every stage output for ``num_slices`` input slices.
-
-    ``'none'``: ``[N] * num_stages``. ``'isotropic'``: the stem max-pool and a
-    ``3 x 1 x 1`` max-pool (stride 2, padding 1) before each of stages 2-4 halve the
-    slice axis (rounding up): 9 slices give ``[5, 3, 2, 1]``, 3 slices ``[2, 1, 1, 1]``.
-    Use it to set ``GroupTransform(num_slices=...)`` for the isotropic ablation.
-    """
-    if slice_pooling not in SLICE_POOLINGS:
-        raise ValueError(f'slice_pooling must be one of {SLICE_POOLINGS}, '
-                         f'got {slice_pooling!r}')
-    if slice_pooling == 'none':
-        return [num_slices] * num_stages
-    depths, d = [], _pooled_depth(num_slices)
-    for i in range(num_stages):
-        if i > 0:
-            d = _pooled_depth(d)
-        depths.append(d)
-    return depths
 
 
 @MODELS.register_module()

@@ -22,7 +22,10 @@ import numpy as np
 import pytest
 import torch
 from mmdet.registry import METRICS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.evaluator import Evaluator
+from mmengine.structures import InstanceData
 
 from helpers.froc_samples import data_sample, lesion
 from mp3d_mmdet.evaluation import FROCMetric
@@ -76,8 +79,6 @@ def test_headline_metrics_by_default():
     metrics = run_evaluator(FROCMetric(compute_map=False), scene())
     assert set(metrics) == {f'froc/{k}' for k in (
         'sens@0.5', 'sens@1', 'sens@2', 'sens@4', 'sens@8', 'sens@16', 'mean_0.5-4')}
-    assert FROCMetric().required_meta_keys() == ('img_id', 'instances', 'slice_interval')
-    assert FROCMetric(breakdowns=False).required_meta_keys() == ('img_id', 'instances')
 
 
 def test_overall_sensitivities_and_map():
@@ -228,18 +229,77 @@ def test_plot_and_records_json_written(tmp_path):
     assert records[1]['slice_interval'] == 5.0
 
 
-def test_missing_metadata_errors():
-    sample = data_sample(5, 1.0, [dict(bbox=A, ignore_flag=0)], [A + [0.3]])
-    with pytest.raises(KeyError, match=r"img_id=5: instances\[0\] has no 'lesion_type'"):
-        FROCMetric().process(None, [sample.to_dict()])
-    sample = data_sample(6, 1.0, [lesion(A, 4, 5.0)], [A + [0.3]])
-    del sample.slice_interval
-    with pytest.raises(KeyError, match="img_id=6 has no 'slice_interval'"):
-        FROCMetric().process(None, [sample.to_dict()])
-    sample = sample.to_dict()
-    del sample['instances']
-    with pytest.raises(KeyError, match="has no 'instances'"):
-        FROCMetric(breakdowns=False).process(None, [sample])
+def packed_by_mmdet(sample: DetDataSample, box_type: bool) -> DetDataSample:
+    """``sample`` as mmdet's default PackDetInputs packs it: the ground truth in
+    ``gt_instances`` / ``ignored_instances`` (``HorizontalBoxes`` or tensors, as the data
+    preprocessor leaves them), no ``instances`` or ``slice_interval`` in the metainfo."""
+    instances = sample.instances
+    packed = DetDataSample(metainfo=dict(img_id=sample.img_id, img_path=sample.img_path,
+                                         ori_shape=sample.ori_shape))
+    packed.pred_instances = sample.pred_instances
+    for field, flag in (('gt_instances', 0), ('ignored_instances', 1)):
+        boxes = torch.tensor([i['bbox'] for i in instances if i['ignore_flag'] == flag],
+                             dtype=torch.float32).reshape(-1, 4)
+        setattr(packed, field, InstanceData(
+            bboxes=HorizontalBoxes(boxes) if box_type else boxes,
+            labels=torch.zeros(len(boxes), dtype=torch.long)))
+    return packed
+
+
+@pytest.mark.parametrize('box_type', [True, False])
+def test_ground_truth_from_gt_instances_with_mmdets_default_packing(box_type):
+    samples = [packed_by_mmdet(s, box_type) for s in scene()]
+    with pytest.warns(UserWarning) as record:
+        metrics = run_evaluator(FROCMetric(breakdown_metrics=True), samples)
+    for key, value in expected_overall().items():  # the same lesions as from `instances`
+        assert metrics[key] == pytest.approx(value), key
+    assert metrics['froc/mAP@0.5'] == pytest.approx(
+        run_evaluator(FROCMetric(), scene())['froc/mAP@0.5'])
+    # no lesion type, size or slice interval: every subset is n/a, said once for all images
+    assert all(math.isnan(v) for k, v in metrics.items() if k.count('/') == 2)
+    messages = [str(w.message) for w in record if 'subset' in str(w.message)]
+    assert messages == [
+        'FROCMetric: 13 subset(s) without lesions, their sensitivities are n/a: type_bone, '
+        'type_abdomen, type_mediastinum, type_liver, type_lung, type_kidney, '
+        'type_soft_tissue, type_pelvis, size_lt10mm, size_10-30mm, size_gt30mm, '
+        "interval_le2mm, interval_gt2mm; no lesion has a type or size (they come with "
+        "'instances' in the metainfo: add it to PackDetInputs' meta_keys); 4 of 4 images "
+        "have no slice interval, their lesions are in no interval subset (add "
+        "'slice_interval' to PackDetInputs' meta_keys)"]
+
+
+def test_instances_take_precedence_over_gt_instances():
+    sample = data_sample(0, 1.0, [lesion(A, 4, 5.0)], [A + [0.9]])
+    sample.gt_instances = InstanceData(bboxes=torch.tensor([B], dtype=torch.float32))
+    metric = FROCMetric()
+    metric.process(None, [sample.to_dict()])
+    np.testing.assert_array_equal(metric.results[0]['gt_bboxes'], [A])
+    assert metric.results[0]['gt_lesion_types'].tolist() == [4]
+
+
+def test_unknown_lesion_metadata_puts_a_lesion_in_no_subset():
+    """Lesions without type / size (another dataset's instances) or images without a slice
+    interval: the other subsets are computed, and one warning names what was missing."""
+    samples = scene()
+    del samples[1].slice_interval  # image 1: lesion C (liver, 40 mm) has no interval
+    samples[2].instances[0].pop('lesion_type')  # lesion D had no type already (-1)
+    with pytest.warns(UserWarning, match=r'1 of 4 images have no slice interval, their lesions '
+                      r'are in no interval subset') as record:
+        metrics = run_evaluator(FROCMetric(breakdown_metrics=True, compute_map=False), samples)
+    assert len([w for w in record if 'subset' in str(w.message)]) == 1
+    # > 2 mm now holds L4 only, which is never found
+    assert metrics['froc/interval_gt2mm/sens@16'] == 0.0
+    assert metrics['froc/type_liver/sens@16'] == 1.0  # L1 and L3 still counted by type
+    assert metrics['froc/mean_0.5-4'] == pytest.approx(expected_overall()['froc/mean_0.5-4'])
+
+
+def test_a_sample_without_any_ground_truth_is_named():
+    sample = data_sample(6, 1.0, [lesion(A, 4, 5.0)], [A + [0.3]]).to_dict()
+    del sample['instances']  # and no gt_instances: nothing loaded the annotations
+    with pytest.raises(KeyError, match=r"img_id=6 has no ground truth: neither 'instances' in "
+                       r"its metainfo \(add it to PackDetInputs' meta_keys\) nor "
+                       r'gt_instances.bboxes \(load them with LoadAnnotations after the resize'):
+        FROCMetric().process(None, [sample])
 
 
 def test_no_ground_truth_at_all():
