@@ -6,8 +6,9 @@ project gets the same with that line next to ``custom_imports = dict(imports=['m
 1. **The config is resolved and checked before anything is built**
    (:mod:`mp3d_mmdet.utils.config`): the slice count, slice interval and HU window set at the
    config's top level reach every place that needs them, places that disagree are refused,
-   and a ``FROCMetric`` whose dataloader does not pack its inputs is refused -- one line
-   naming the places, instead of an error after the first epoch.
+   and a ``FROCMetric`` whose test pipeline gives it no usable ground truth (annotations
+   loaded before a transform that moves boxes) is refused -- one line naming the places,
+   instead of an error after the first epoch.
 2. **CPU fallback.** The paper's configs train with mixed precision (``AmpOptimWrapper``)
    and NCCL, as a GPU user wants. Both fail without CUDA: mmengine's AMP wrapper asserts a
    GPU, NCCL needs one, DDP is built with ``device_ids=[local_rank]`` and mmengine's
