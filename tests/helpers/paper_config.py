@@ -6,7 +6,7 @@ from mmengine.config import Config
 
 from mp3d_mmdet.utils.config import load_config
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MAIN_CONFIG = osp.join(REPO, 'configs', 'mp3d_fpn_deeplesion_2x.py')
 
 
