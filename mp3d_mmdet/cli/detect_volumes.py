@@ -28,7 +28,8 @@ end); 130 after Ctrl-C (rerun to resume); 2 for bad command-line arguments.
 result folder OUT/volumes/<name>/ as mp3d-detect-volume does (detections.json, lesions.csv,
 overlays of the top 3 candidates and the viewer files asked for; dicom-sr only when every
 input is a DICOM series) before its line is appended, and with html an index page
-OUT/index.html linking every volume's report.
+OUT/index.html linking every volume's report (an OUT/index.html of another origin is never
+replaced: refused before detection).
 """
 import argparse
 import os.path as osp
@@ -158,6 +159,9 @@ def detect_volumes(args: argparse.Namespace) -> None:
     formats = parse_output_formats(
         args.formats, is_dicom=bool(inputs) and all(
             item.subvolume is None and osp.isdir(item.source) for item in inputs))
+    if 'html' in formats:  # a page of the user's is refused before any detection
+        from mp3d_mmdet.volume.outputs.html_report import check_html_index_path
+        check_html_index_path(osp.join(args.out, 'index.html'), 'OUT/index.html')
     cfg = load_inference_config(args.config, args.cfg_options)
     settings = batch_settings(args.config, args.checkpoint, args.cfg_options,
                               args.score_thr, args.pixel_spacing, args.iou_thr,

@@ -121,7 +121,8 @@ def make_sitk_image(hu: np.ndarray, spacing_xyz: Sequence[float],
 
 def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
                        intercept: float = -1024.0, pixel_spacing: bool = True,
-                       positions: bool = True, series_number: int = 1) -> List[str]:
+                       positions: bool = True, series_number: int = 1,
+                       shear_mm: Sequence[float] = (0.0, 0.0, 0.0)) -> List[str]:
     """Write a 3D int16 HU image as one CT DICOM file per slice (``folder/IM%04d.dcm``).
 
     Each file carries the study/series/instance UIDs (distinct), the frame of reference UID
@@ -130,7 +131,9 @@ def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
     (``0028|1052/1053``): the stored values are ``(HU - intercept) / slope``.
     ``pixel_spacing=False`` / ``positions=False`` leave PixelSpacing / the slice positions
     out (bad-input tests). ``series_number`` makes the series UID (and file names) distinct
-    for several series in one folder.
+    for several series in one folder. ``shear_mm`` is added ``k`` times to slice ``k``'s
+    ImagePositionPatient: a gantry-tilted series (its slices shifted in-plane one after the
+    other) for a vector in the slice plane.
 
     Returns:
         the file paths, in slice order.
@@ -143,7 +146,8 @@ def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
     paths = []
     for k in range(image.GetDepth()):
         slice_image = image[:, :, k]
-        position = image.TransformIndexToPhysicalPoint((0, 0, k))
+        position = np.add(image.TransformIndexToPhysicalPoint((0, 0, k)),
+                          k * np.asarray(shear_mm, np.float64))
         tags = {
             '0008|0060': 'CT',
             '0008|0016': '1.2.840.10008.5.1.4.1.1.2',

@@ -58,14 +58,14 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from ...utils.safe_files import atomic_write
+from ...utils.safe_files import atomic_write, check_replaceable
 from ...utils.hu_window import SOFT_TISSUE_WINDOW, window_hu
 from .regions import CandidateRegion, candidate_regions
 from ..inference.detection import VolumeDetectionResult
 
 __all__ = ['MAX_SLICE_SIDE', 'JPEG_QUALITY', 'BOX_RGB', 'SELECTED_RGB', 'HtmlIndexEntry',
            'encode_report_slices', 'render_html_report', 'write_html_report',
-           'render_html_index', 'write_html_index']
+           'render_html_index', 'INDEX_GENERATOR', 'check_html_index_path', 'write_html_index']
 
 #: Longest side (px) of an embedded slice image; larger slices are shrunk (area averaging).
 MAX_SLICE_SIDE = 512
@@ -270,9 +270,14 @@ def _template(name: str) -> str:
     return resources.files(__package__).joinpath('templates', name).read_text(encoding='utf-8')
 
 
-def _page(title: str, body: str, script: str) -> str:
+#: The ``<meta name="generator">`` of an index page: how :func:`write_html_index` recognises
+#: a page it wrote (and so may replace).
+INDEX_GENERATOR = '<meta name="generator" content="mp3d_mmdet html index">'
+
+
+def _page(title: str, body: str, script: str, head: str = '') -> str:
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f'{head}<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<title>{_e(title)}</title>\n<style>\n{_template("report.css")}</style>\n'
             f'</head>\n<body>\n{body}\n'
             f'<script>\n{_template("sortable.js")}{script}</script>\n</body>\n</html>\n')
@@ -451,7 +456,25 @@ def render_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], title: st
             f'{"s" if len(entries) != 1 else ""}, {total} candidates</p></header>\n<main>\n'
             f'<table id="volumes">{_header_html(_INDEX_COLUMNS)}<tbody>{"".join(rows)}'
             '</tbody></table>\n</main>')
-    return _page(title, body, "makeSortable(document.getElementById('volumes'));")
+    return _page(title, body, "makeSortable(document.getElementById('volumes'));",
+                 head=INDEX_GENERATOR + '\n')
+
+
+def _is_index_page(path: str) -> bool:
+    """Whether ``path`` is an index page :func:`write_html_index` wrote (its generator tag
+    in the first 4 kB)."""
+    with open(path, 'rb') as handle:
+        return INDEX_GENERATOR.encode() in handle.read(4096)
+
+
+def check_html_index_path(path: str, what: str = 'index page') -> None:
+    """Refuse ``path`` for :func:`write_html_index` when it exists and is not an index page
+    it wrote (the ownership rule, :func:`~mp3d_mmdet.utils.safe_files.check_replaceable`).
+
+    Raises:
+        ValueError: one line naming ``path``.
+    """
+    check_replaceable(path, what=what, recognise=_is_index_page, tool='mp3d_mmdet')
 
 
 def write_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], path: str,
@@ -460,14 +483,19 @@ def write_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], path: str,
 
     One row per volume: name (linked to its report, relative to ``path``'s folder), number of
     candidates, best score, note; a click on a header sorts by it. Written whole or not at
-    all (:func:`~mp3d_mmdet.utils.safe_files.atomic_write`).
+    all (:func:`~mp3d_mmdet.utils.safe_files.atomic_write`); an existing file is replaced
+    only when it is such an index page (:data:`INDEX_GENERATOR`), never a page of the user's.
 
     Args:
         entries (Sequence[HtmlIndexEntry | tuple]): ``(name, report, num_candidates,
             best_score[, note])`` per volume (:class:`HtmlIndexEntry`).
         path (str): the index ``.html`` file; its folder must exist.
         title (str): page title.
+
+    Raises:
+        ValueError: ``path`` exists and is not an index page this function wrote (one line).
     """
+    check_html_index_path(path)
     text = render_html_index(entries, title, osp.dirname(osp.abspath(path)))
     with atomic_write(path, encoding='utf-8') as handle:
         handle.write(text)
