@@ -16,8 +16,9 @@ replaced as a whole once the new ones are complete (DIR then holds exactly the n
 files): only files the earlier run wrote, unchanged (listed in DIR/.mp3d_outputs.json), and
 never the input, config or checkpoint. DIR is checked before inference starts, and nothing
 is written to it if the run fails. Warnings about the input (reorientation, intensities
-that do not look like HU, edge-slice replication ...) go to stderr and into detections.json. Unusable input, config, checkpoint or device: a one-line
-error on stderr and exit status 1 (2 for bad command-line arguments).
+that do not look like HU, edge-slice replication ...) go to stderr and into detections.json.
+Unusable input, config, checkpoint or device: a one-line error on stderr and exit status 1
+(2 for bad command-line arguments).
 
 Many volumes (a list file, a folder, DeepLesion sub-volumes) into one resumable results
 file: ``mp3d-detect-volumes`` (:mod:`mp3d_mmdet.cli.detect_volumes`).
