@@ -151,7 +151,7 @@ def test_row5_rerun_leaves_exactly_the_new_results(detect, capsys, tmp_path):
     assert run(args + ['--top-k-overlays', '1', '--formats', 'none', '--overwrite'],
                capsys)[0] == 0
     assert sorted(_files(tmp_path / 'out')) == [
-        'detections.json', 'lesions.csv', 'overlays/candidate_001.png']
+        '.mp3d_outputs.json', 'detections.json', 'lesions.csv', 'overlays/candidate_001.png']
     assert os.listdir(tmp_path) == ['out']
 
 
@@ -173,7 +173,7 @@ def test_row6_unusable_out_is_refused_before_inference(detect, capsys, tmp_path,
     code, err = run([volume, '--config', cfg, '--checkpoint', ckpt, '--out', busy,
                      '--overwrite'], capsys)
     assert_one_line_error(DETECT, code, err,
-                          "holds 'notes.txt', which this tool does not write")
+                          "holds 'notes.txt', which mp3d-detect-volume did not write")
     assert _files(tmp_path) == {'results.txt': b'keep me', 'busy/notes.txt': b'mine'}
 
 
@@ -487,3 +487,208 @@ def test_i26_row14_nested_json_in_the_volume_results_file(tmp_path, capsys):
     lens = tmp_path / 'lens.pkl'
     err = _cli_error('eval_volumes', [results, '--gt', lens], capsys)
     assert f'{results}: line 2: not valid JSON (nested deeper than 32 levels' in err
+
+
+# ------------------------------------------------------ issue 26: outputs, geometry, paths
+# item  case
+# 4     gantry-tilted (sheared) DICOM series: refused in one line, never wrong coordinates
+# 8     --label-score-thr nan (empties the label map); draw-detections --num -1
+# 10    --overwrite and a user's file inside overlays/
+# 11    --overwrite and the input CT in --out under an output's name
+# 12    mp3d-detect-volumes --formats html and a user's OUT/index.html
+# 13    a kill between the two renames of the commit; a converter over an unrelated file
+# 14    output paths of the wrong kind or read-only; complex NIfTI; Ctrl-C in detect-volume
+def _one_line(code, stderr, prog, *patterns, status=1):
+    assert code == status and stderr.count('\n') == 1, stderr
+    assert stderr.startswith(f'{prog}: ') and 'Traceback' not in stderr
+    for pattern in patterns:
+        assert pattern in stderr, stderr
+
+
+def test_i26_item4_gantry_tilted_dicom_series(detect, capsys, tmp_path):
+    from helpers.volume_fixtures import write_dicom_series
+    run, cfg, ckpt, _ = detect
+    hu = phantom_volume((40, 36, 8), (0.8, 0.8, 2.5))
+    folder = tmp_path / 'tilted'
+    write_dicom_series(make_sitk_image(hu, (0.8, 0.8, 2.5)), str(folder),
+                       shear_mm=(0.0, 0.88, 0.0))
+    before = _files(tmp_path)
+    code, err = run([folder, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out'],
+                    capsys)
+    assert_one_line_error(DETECT, code, err, f'{folder}: sheared DICOM series (gantry tilt)',
+                    'shifted 0.88 mm in-plane')
+    assert _files(tmp_path) == before
+
+
+def test_i26_item8_nan_label_threshold_and_negative_num(detect, capsys, tmp_path):
+    run, cfg, ckpt, volume = detect
+    with pytest.raises(SystemExit) as exit_:
+        run([volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out',
+             '--label-score-thr', 'nan'], capsys)
+    assert exit_.value.code == 2
+    assert "--label-score-thr: must be a number in [0, 1], got 'nan'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        _tool('draw_detections').main([str(tmp_path / 'p.pkl'), '--out-dir',
+                                       str(tmp_path / 'o'), '--num', '-1'])
+    assert exit_.value.code == 2
+    assert '--num must be >= 1, got -1' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists() and not (tmp_path / 'o').exists()
+
+
+def test_i26_item10_user_file_in_overlays_is_kept(detect, capsys, tmp_path):
+    run, cfg, ckpt, volume = detect
+    args = [volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out',
+            '--score-thr', '0.0', '--formats', 'none']
+    assert run(args, capsys)[0] == 0
+    (tmp_path / 'out' / 'overlays' / 'my_notes.txt').write_text('mine')
+    before = _files(tmp_path)
+    code, err = run(args + ['--overwrite'], capsys)
+    assert_one_line_error(DETECT, code, err, "holds 'overlays/my_notes.txt', which mp3d-detect-volume did "
+                    'not write')
+    assert _files(tmp_path) == before
+
+
+def test_i26_item11_input_in_out_under_an_output_name(detect, capsys, tmp_path):
+    import shutil
+    run, cfg, ckpt, volume = detect
+    out = tmp_path / 'out'
+    assert run([volume, '--config', cfg, '--checkpoint', ckpt, '--out', out, '--formats',
+                'nifti'], capsys)[0] == 0
+    shutil.copy(volume, out / 'lesion_labels.nii.gz')  # the user's CT, under an output's name
+    before = _files(tmp_path)
+    code, err = run([out / 'lesion_labels.nii.gz', '--config', cfg, '--checkpoint', ckpt,
+                     '--out', out, '--overwrite'], capsys)
+    assert_one_line_error(DETECT, code, err, f'--out {out} holds the input {out / "lesion_labels.nii.gz"}')
+    assert _files(tmp_path) == before
+
+
+def test_i26_item12_user_index_html_is_kept(detect, capsys, tmp_path, monkeypatch):
+    import mp3d_mmdet.volume
+    _, cfg, ckpt, volume = detect
+    (tmp_path / 'scans').mkdir()
+    os.symlink(volume, tmp_path / 'scans' / 'ct.nii.gz')
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'index.html').write_text('<p>my own page</p>')
+    before = _files(tmp_path)
+    monkeypatch.setattr(mp3d_mmdet.volume, 'detect_volume_batch',
+                        lambda *a, **k: pytest.fail('detection started'))
+    code = _tool('detect_volumes').main(['--folder', str(tmp_path / 'scans'), '--config', cfg,
+                                         '--checkpoint', ckpt, '--out', str(out), '--formats',
+                                         'html', '--no-progress'])
+    _one_line(code, capsys.readouterr().err, 'mp3d-detect-volumes',
+              f'OUT/index.html {out / "index.html"} exists and was not written by mp3d_mmdet')
+    assert _files(tmp_path) == before
+
+
+def test_i26_item13_commit_cut_between_its_renames(detect, capsys, tmp_path, monkeypatch):
+    from mp3d_mmdet.utils import safe_files
+    run, cfg, ckpt, volume = detect
+    out = tmp_path / 'out'
+    args = [volume, '--config', cfg, '--checkpoint', ckpt, '--out', out, '--score-thr', '0.0',
+            '--formats', 'none']
+    assert run(args, capsys)[0] == 0
+    earlier = _files(out)
+    # where the two folders cannot be swapped in one step: a kill after the first rename
+    monkeypatch.setattr(safe_files, '_exchange', lambda a, b: False)
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if osp.basename(src).startswith('.out.') and src.endswith('.partial'):
+            raise KeyboardInterrupt  # stands for the kill
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, 'replace', killed)
+    code, err = run(args + ['--overwrite'], capsys)
+    assert code == 130 and err == 'mp3d-detect-volume: interrupted\n'
+    assert _files(out) == earlier  # put back; a real SIGKILL leaves them in .previous ...
+    os.mkdir(tmp_path / '.out.x.previous')
+    os.rename(out, tmp_path / '.out.x.previous' / 'results')
+    monkeypatch.undo()
+    code, err = run(args + ['--overwrite'], capsys)  # ... which the next run restores
+    assert code == 0 and 'restored the earlier results' in err
+    assert sorted(os.listdir(tmp_path)) == ['out']
+
+
+def test_i26_item13_converter_over_an_unrelated_file(detect, capsys, tmp_path):
+    _, _, ckpt, _ = detect
+    (tmp_path / 'mine.pth').write_bytes(b'my weights')
+    (tmp_path / 'folder.pth').mkdir()
+    before = _files(tmp_path)
+    for dst, pattern in [('mine.pth', 'exists and was not written by a checkpoint converter'),
+                         ('folder.pth', 'is a folder')]:
+        code = _tool('convert_pretraining_checkpoint').main([ckpt, str(tmp_path / dst)])
+        _one_line(code, capsys.readouterr().err, 'mp3d-convert-pretraining-checkpoint',
+                  f'destination {tmp_path / dst} {pattern}')
+    assert _files(tmp_path) == before
+
+
+def test_i26_item14_output_paths_of_the_wrong_kind(tmp_path, capsys):
+    entries = [data_sample(0, 1.0, [lesion([0, 0, 9, 9])], [[0, 0, 9, 9, 0.9]]).to_dict()]
+    dump(entries, str(tmp_path / 'predictions.pkl'))
+    (tmp_path / 'a_folder').mkdir()
+    (tmp_path / 'a_file').write_text('keep')
+    before = _files(tmp_path)
+    pkl, folder, file_ = (str(tmp_path / n) for n in ('predictions.pkl', 'a_folder', 'a_file'))
+    for tool, argv, pattern in [
+            ('eval_froc', [pkl, '--summary', folder], f'--summary {folder} is a folder'),
+            ('eval_froc', [pkl, '--plot-dir', file_], f'--plot-dir {file_} is a file'),
+            ('eval_volumes', [pkl, '--gt', pkl, '--plot', folder], f'--plot {folder} is a'),
+            ('eval_volumes', [pkl, '--gt', pkl, '--summary', folder], '--summary'),
+            ('eval_volumes', [folder, '--gt', pkl], folder),  # a results path that is a folder
+            ('draw_detections', [pkl, '--out-dir', file_], f'--out-dir {file_} is a file')]:
+        code = _tool(tool).main(argv)
+        _one_line(code, capsys.readouterr().err, f"mp3d-{tool.replace('_', '-')}", pattern)
+    assert _files(tmp_path) == before
+
+
+def test_i26_item14_read_only_output(tmp_path, capsys, monkeypatch):
+    import errno
+    import tempfile
+    entries = [data_sample(0, 1.0, [lesion([0, 0, 9, 9])], [[0, 0, 9, 9, 0.9]]).to_dict()]
+    dump(entries, str(tmp_path / 'predictions.pkl'))
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, 'Read-only file system', dir)
+
+    monkeypatch.setattr(tempfile, 'mkstemp', read_only)
+    summary = tmp_path / 'summary.json'
+    code = _tool('eval_froc').main([str(tmp_path / 'predictions.pkl'), '--no-map',
+                                    '--summary', str(summary)])
+    _one_line(code, capsys.readouterr().err, 'mp3d-eval-froc',
+              f'Read-only file system: {summary}')
+    assert not summary.exists()
+
+
+def test_i26_item14_complex_nifti_and_ctrl_c(detect, capsys, tmp_path, monkeypatch):
+    import nibabel
+    import mp3d_mmdet.volume
+    run, cfg, ckpt, volume = detect
+    path = tmp_path / 'complex.nii.gz'
+    nibabel.save(nibabel.Nifti1Image(np.ones((40, 36, 8), np.complex64),
+                                     np.diag([1.5, 1.5, 4.0, 1.0])), str(path))
+    code, err = run([path, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out'],
+                    capsys)
+    assert_one_line_error(DETECT, code, err, f'{path}: complex of 32-bit float voxels')
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mp3d_mmdet.volume, 'read_ct_volume', ctrl_c)
+    code, err = run([volume, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out'],
+                    capsys)
+    assert code == 130 and err == 'mp3d-detect-volume: interrupted\n'
+    assert sorted(os.listdir(tmp_path)) == ['complex.nii.gz']  # no staging folder left
+
+
+def test_i26_item14_every_command_goes_through_run_command():
+    """Ctrl-C -> 130 and OSError -> one line hold for a command only if its main hands the
+    work to run_command (directly or through the converters' ConverterCommand)."""
+    import inspect
+    from mp3d_mmdet import cli
+    names = [line.split()[0].strip('`') for line in cli.__doc__.splitlines()
+             if line.startswith('``mp3d-')]
+    assert len(names) >= 9
+    for name in names:
+        source = inspect.getsource(_tool(name[len('mp3d-'):].replace('-', '_')))
+        assert 'run_command(' in source or 'COMMAND.main(' in source, name

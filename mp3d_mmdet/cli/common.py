@@ -113,6 +113,15 @@ def write_json_summary(path: str, summary: Any) -> None:
 
 
 # ------------------------------------------------------------------------- argument groups
+def score_threshold(text: str) -> float:
+    """An argparse ``type``: a detection score threshold, a number in [0, 1] (NaN refused:
+    it would compare false with every score)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise argparse.ArgumentTypeError(f'must be a number in [0, 1], got {text!r}')
+    return value
+
+
 def add_split_argument(parser: argparse.ArgumentParser, default: Optional[str],
                        help: str) -> None:
     """Add ``--split`` (a DeepLesion split name: train, val or test)."""
@@ -196,5 +205,5 @@ def add_viewer_file_arguments(parser: argparse.ArgumentParser, default: str,
                         'nifti (lesion_labels.nii.gz + .json), dicom-sr (lesions_sr.dcm, DICOM '
                         "input only), html (report.html); 'all': every one that applies, "
                         "'none'")
-    parser.add_argument('--label-score-thr', type=float, default=0.0,
+    parser.add_argument('--label-score-thr', type=score_threshold, default=0.0,
                         help='the NIfTI label maps label the candidates scoring at least this')

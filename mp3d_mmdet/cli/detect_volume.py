@@ -13,11 +13,12 @@ with lesion_labels.json (a label map on the input's grid), DIR/lesions_sr.dcm (a
 measurement report, DICOM input only) and DIR/report.html (a self-contained report). DIR
 must be missing or empty; with --overwrite it may hold an earlier run's results, which are
 replaced as a whole once the new ones are complete (DIR then holds exactly the new run's
-files). DIR is checked before inference starts, and nothing is written to it if the run
-fails. Warnings about the input
-(reorientation, intensities that do not look like HU, edge-slice replication ...) go to
-stderr and into detections.json. Unusable input, config, checkpoint or device: a one-line
-error on stderr and exit status 1 (2 for bad command-line arguments).
+files): only files the earlier run wrote, unchanged (listed in DIR/.mp3d_outputs.json), and
+never the input, config or checkpoint. DIR is checked before inference starts, and nothing
+is written to it if the run fails. Warnings about the input (reorientation, intensities
+that do not look like HU, edge-slice replication ...) go to stderr and into detections.json.
+Unusable input, config, checkpoint or device: a one-line error on stderr and exit status 1
+(2 for bad command-line arguments).
 
 Many volumes (a list file, a folder, DeepLesion sub-volumes) into one resumable results
 file: ``mp3d-detect-volumes`` (:mod:`mp3d_mmdet.cli.detect_volumes`).
@@ -26,6 +27,7 @@ import argparse
 import os.path as osp
 import sys
 import time
+import warnings
 from typing import List, Optional
 
 from .common import (CliError, add_detection_arguments, add_viewer_file_arguments,
@@ -74,7 +76,13 @@ def detect_volume(args: argparse.Namespace) -> None:
                                    writable_output_formats, write_volume_outputs)
     try:  # before any inference: an unusable --out or --formats fails at once
         formats = parse_output_formats(args.formats, is_dicom=osp.isdir(args.input))
-        staged = prepare_volume_output_dir(args.out, args.overwrite, option='--out')
+        with warnings.catch_warnings():  # reported below as one line
+            warnings.simplefilter('ignore')
+            staged = prepare_volume_output_dir(args.out, args.overwrite, option='--out',
+                                               inputs=[args.input, args.config,
+                                                       args.checkpoint])
+        if staged.restored is not None:
+            warn(PROG, staged.restored)
     except OSError as exc:
         raise CliError(f'--out {args.out}: {exc.strerror or exc}') from exc
     try:

@@ -28,7 +28,8 @@ end); 130 after Ctrl-C (rerun to resume); 2 for bad command-line arguments.
 result folder OUT/volumes/<name>/ as mp3d-detect-volume does (detections.json, lesions.csv,
 overlays of the top 3 candidates and the viewer files asked for; dicom-sr only when every
 input is a DICOM series) before its line is appended, and with html an index page
-OUT/index.html linking every volume's report.
+OUT/index.html linking every volume's report (an OUT/index.html of another origin is never
+replaced: refused before detection).
 """
 import argparse
 import os.path as osp
@@ -135,8 +136,9 @@ def detect_volumes(args: argparse.Namespace) -> None:
         CliError: volumes could not be read (with --keep-going; the others are done).
         ValueError: unusable inputs, config, checkpoint, device, --formats or results file.
     """
-    from mp3d_mmdet.volume import (VolumeLesionDetector, batch_settings, check_unique_names,
-                                   detect_volume_batch, init_launcher, load_inference_config,
+    from mp3d_mmdet.volume import (VolumeLesionDetector, batch_settings, check_html_index_path,
+                                   check_unique_names, detect_volume_batch, init_launcher,
+                                   load_inference_config,
                                    parse_output_formats, volume_detect_function,
                                    write_volume_outputs)
 
@@ -164,6 +166,8 @@ def detect_volumes(args: argparse.Namespace) -> None:
     formats = parse_output_formats(
         args.formats, is_dicom=bool(inputs) and all(
             item.subvolume is None and osp.isdir(item.source) for item in inputs))
+    if 'html' in formats:  # a page of the user's is refused before any detection
+        check_html_index_path(osp.join(args.out, 'index.html'), 'OUT/index.html')
     cfg = load_inference_config(args.config, args.cfg_options)
     settings = batch_settings(args.config, args.checkpoint, args.cfg_options,
                               args.score_thr, args.pixel_spacing, args.iou_thr,

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 from ..datasets import png_to_hu, read_uint16_png
 from ..evaluation.metrics import load_detection_dump, record_from_data_sample
-from ..utils.safe_files import atomic_imwrite
+from ..utils.safe_files import atomic_imwrite, check_output_path
 from ..visualization import SOFT_TISSUE_WINDOW, draw_lesion_overlay
 from .common import add_hit_arguments, make_parser, run_command
 
@@ -36,7 +36,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         metavar=('LOW', 'HIGH'), help='display window in HU')
     parser.add_argument('--upscale', type=int, default=2, help='zoom factor of the pictures')
     add_hit_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.num < 1:
+        parser.error(f'--num must be >= 1, got {args.num}')
+    return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -61,6 +64,7 @@ def draw_detections(args: argparse.Namespace) -> int:
         KeyError, ValueError: the predictions file is not a detection dump, or a PNG is not a
             DeepLesion slice (each message names the file).
     """
+    check_output_path(args.out_dir, '--out-dir', 'folder')
     results = load_detection_dump(args.predictions)
     # Slices with ground truth first, in image-id order, so the pictures are reproducible.
     with_gt = sorted((r for r in results if r.get('instances')), key=lambda r: r['img_id'])

@@ -167,13 +167,15 @@ def evaluate(args: argparse.Namespace) -> Dict[str, float]:
     """Run the evaluation described by the parsed arguments; returns the metrics (prefixed)."""
     import mp3d_mmdet  # noqa: F401  (registers the metric)
     from mp3d_mmdet.evaluation.metrics import FROCMetric
-    from mp3d_mmdet.utils.safe_files import check_not_input
+    from mp3d_mmdet.utils.safe_files import check_not_input, check_output_path
 
     outputs = [(args.summary, '--summary')]
     if args.plot_dir is not None:
+        check_output_path(args.plot_dir, '--plot-dir', 'folder')
         outputs.append((osp.join(args.plot_dir, 'froc_curve.png'), '--plot-dir'))
     for output, option in outputs:
         if output is not None:
+            check_output_path(output, option)
             check_not_input(output, [args.predictions] + ([args.ann] if args.ann else []),
                             option)
 

@@ -104,10 +104,11 @@ def evaluate(args: argparse.Namespace) -> Dict[str, Any]:
                                                   plot_froc_curves)
     from mp3d_mmdet.evaluation.functional.froc_protocols import check_fps
     from mp3d_mmdet.evaluation.metrics import lesion_size_subsets
-    from mp3d_mmdet.utils.safe_files import check_not_input
+    from mp3d_mmdet.utils.safe_files import check_not_input, check_output_path
 
     for output, option in ((args.plot, '--plot'), (args.summary, '--summary')):
         if output is not None:
+            check_output_path(output, option)
             check_not_input(output, [args.results, args.gt], option)
     if not 0.0 < args.overlap_thr <= 1.0:
         raise ValueError(f'--overlap-thr must be in (0, 1], got {args.overlap_thr}')

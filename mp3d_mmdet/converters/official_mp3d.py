@@ -38,10 +38,9 @@ from torch import Tensor
 
 from ..models.necks.group_transform import adapt_gtm_weights
 from ..utils.checkpoint_files import load_state_dict_file, strip_module_prefix
-from ..utils.safe_files import check_not_input
 from ..utils.validation import check_num_slices
 from .pretraining import (DROPPED_PREFIXES, GTM_PREFIX, GTM_RULE, ConversionReport,
-                          save_converted_checkpoint)
+                          check_converter_destination, save_converted_checkpoint)
 
 __all__ = [
     'OFFICIAL_BLOCK_RENAMES', 'check_official_state_dict', 'convert_official_state_dict',
@@ -205,7 +204,8 @@ def convert_official_checkpoint(src: str, dst: str, num_slices: Optional[int] = 
     Args:
         src: official checkpoint (e.g. the authors' ``mp3d63-d720bda1.pth``).
         dst: output file; its folder is created. Must not be ``src`` (compared after
-            resolving links); written whole or not at all.
+            resolving links) nor an existing file other than a converted checkpoint
+            (:func:`~.pretraining.check_converter_destination`); written whole or not at all.
         num_slices: slice count of the target detector (None: the file's).
         num_classes: classes of the target detector (None: the file's).
 
@@ -215,7 +215,7 @@ def convert_official_checkpoint(src: str, dst: str, num_slices: Optional[int] = 
     The output is ``{'meta': {'conversion': ...}, 'state_dict': ...}``, loadable with
     ``load_from`` and ``torch.load(weights_only=True)``.
     """
-    check_not_input(dst, [src])
+    check_converter_destination(dst, src)
     state_dict, _ = load_state_dict_file(src, 'official MP3D checkpoint')
     new_state_dict, report = convert_official_state_dict(state_dict, num_slices, num_classes,
                                                          src)

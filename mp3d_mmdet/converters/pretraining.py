@@ -47,12 +47,13 @@ from torch import Tensor
 
 from ..models.necks.group_transform import adapt_gtm_weights, gtm_weight_levels
 from ..utils.checkpoint_files import load_state_dict_file
-from ..utils.safe_files import atomic_write, check_not_input
+from ..utils.safe_files import atomic_write, check_output_path, check_replaceable
 from ..utils.validation import check_num_slices
 
 __all__ = [
     'GTM_PREFIX', 'DROPPED_PREFIXES', 'ConversionReport', 'check_mp3d_fpn_state_dict',
-    'convert_pretrained_state_dict', 'convert_pretrained_checkpoint', 'save_converted_checkpoint'
+    'convert_pretrained_state_dict', 'convert_pretrained_checkpoint', 'save_converted_checkpoint',
+    'check_converter_destination'
 ]
 
 #: Key prefix of the GroupTransform, the first element of the detector's neck list.
@@ -232,8 +233,9 @@ def convert_pretrained_checkpoint(src: str, dst: str, num_slices: int = 9) -> Co
     Args:
         src: mmengine checkpoint of the COCO pre-training (an MP3D FPN detector).
         dst: output file; its folder is created. Must not be ``src`` (compared after
-            resolving links); written whole or not at all (a temporary file renamed into
-            place).
+            resolving links) nor an existing file other than a converted checkpoint
+            (:func:`check_converter_destination`); written whole or not at all (a temporary
+            file renamed into place).
         num_slices: slice count ``N`` of the target detector.
 
     Returns:
@@ -245,7 +247,7 @@ def convert_pretrained_checkpoint(src: str, dst: str, num_slices: int = 9) -> Co
     and dropped keys) and ``pretraining`` (the source's epoch, iteration and classes when
     its meta has them).
     """
-    check_not_input(dst, [src])
+    check_converter_destination(dst, src)
     state_dict, src_meta = load_state_dict_file(src, 'pre-training checkpoint')
     new_state_dict, report = convert_pretrained_state_dict(state_dict, num_slices, src)
     pretraining = {k: src_meta[k] for k in ('epoch', 'iter') if k in src_meta}
@@ -272,3 +274,28 @@ def save_converted_checkpoint(dst: str, state_dict: Mapping[str, Tensor],
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     with atomic_write(dst, 'wb') as handle:
         torch.save(dict(meta=meta, state_dict=state_dict), handle)
+
+
+def _is_converted_checkpoint(path: str) -> bool:
+    """Whether ``path`` holds a checkpoint a converter of this package wrote: a dict whose
+    ``meta['conversion']['tool']`` names one of the ``mp3d-convert-*`` commands."""
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:  # not a checkpoint at all (torch raises several types)
+        return False
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    conversion = meta.get('conversion') if isinstance(meta, dict) else None
+    tool = conversion.get('tool') if isinstance(conversion, dict) else None
+    return isinstance(tool, str) and tool.startswith('mp3d-convert-')
+
+
+def check_converter_destination(dst: str, src: str) -> None:
+    """The converters' output rule (:func:`~mp3d_mmdet.utils.safe_files.check_replaceable`):
+    ``dst`` is not a folder, not ``src``, and replaces only a checkpoint a converter wrote.
+
+    Raises:
+        ValueError: one line naming ``dst``.
+    """
+    check_output_path(dst, 'destination', 'file')
+    check_replaceable(dst, [src], 'destination', recognise=_is_converted_checkpoint,
+                      tool='a checkpoint converter')

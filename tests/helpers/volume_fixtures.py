@@ -122,7 +122,8 @@ def make_sitk_image(hu: np.ndarray, spacing_xyz: Sequence[float],
 def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
                        intercept: float = -1024.0, pixel_spacing: bool = True,
                        positions: bool = True, series_number: int = 1,
-                       extra_tags: Optional[Dict[str, str]] = None) -> List[str]:
+                       extra_tags: Optional[Dict[str, str]] = None,
+                       shear_mm: Sequence[float] = (0.0, 0.0, 0.0)) -> List[str]:
     """Write a 3D int16 HU image as one CT DICOM file per slice (``folder/IM%04d.dcm``).
 
     Each file carries the study/series/instance UIDs (distinct), the frame of reference UID
@@ -132,7 +133,9 @@ def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
     ``pixel_spacing=False`` / ``positions=False`` leave PixelSpacing / the slice positions
     out (bad-input tests). ``series_number`` makes the series UID (and file names) distinct
     for several series in one folder. ``extra_tags`` (``'gggg|eeee' -> value``) are added to
-    every file (e.g. patient name, window).
+    every file (e.g. patient name, window). ``shear_mm`` is added ``k`` times to slice ``k``'s
+    ImagePositionPatient: a gantry-tilted series (its slices shifted in-plane one after the
+    other) for a vector in the slice plane.
 
     Returns:
         the file paths, in slice order.
@@ -145,7 +148,8 @@ def write_dicom_series(image: sitk.Image, folder: str, slope: float = 1.0,
     paths = []
     for k in range(image.GetDepth()):
         slice_image = image[:, :, k]
-        position = image.TransformIndexToPhysicalPoint((0, 0, k))
+        position = np.add(image.TransformIndexToPhysicalPoint((0, 0, k)),
+                          k * np.asarray(shear_mm, np.float64))
         tags = {
             '0008|0060': 'CT',
             '0008|0016': '1.2.840.10008.5.1.4.1.1.2',

@@ -58,3 +58,25 @@ def test_script_from_a_checkout_bad_arguments_exit_2():
                            'only-src.pth'], capture_output=True, encoding='utf-8', timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f'usage: {PROG} ')
+
+
+def test_destination_replaces_only_a_converted_checkpoint(official_checkpoint, tmp_path,
+                                                          capsys):
+    """An unrelated file or a folder at DST is refused in one line and kept byte for byte;
+    a checkpoint a converter wrote is replaced."""
+    unrelated, folder = tmp_path / 'notes.pth', tmp_path / 'folder.pth'
+    unrelated.write_bytes(b'my own weights')
+    folder.mkdir()
+    for dst, message in [(unrelated, 'exists and was not written by a checkpoint converter'),
+                         (folder, 'is a folder; give a file name')]:
+        assert convert_official_checkpoint.main([official_checkpoint, str(dst)]) == 1
+        err = capsys.readouterr().err
+        assert err == f'{PROG}: error: destination {dst} {message}' + err.split(message)[1]
+        assert err.count('\n') == 1
+    assert unrelated.read_bytes() == b'my own weights' and list(folder.iterdir()) == []
+    converted = tmp_path / 'converted.pth'
+    for num_slices in ('3', '5'):  # the second run replaces the first's output
+        assert convert_official_checkpoint.main([official_checkpoint, str(converted),
+                                                 '--num-slices', num_slices]) == 0
+    state = torch.load(str(converted), weights_only=True)['state_dict']
+    assert tuple(state['neck.0.convs.0.weight'].shape[:2]) == (256, 5)

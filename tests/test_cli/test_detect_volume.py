@@ -88,7 +88,7 @@ def test_run_writes_json_csv_and_overlays(cli, capsys, tmp_path, model_files, vo
         '--score-thr', '0.5', '--formats', 'none', '--no-progress'])
     assert code == 0, stderr
     assert sorted(p.name for p in (tmp_path / 'core').iterdir()) == [
-        'detections.json', 'lesions.csv', 'overlays']
+        '.mp3d_outputs.json', 'detections.json', 'lesions.csv', 'overlays']
 
 
 def test_reoriented_dicom_warns_and_records(cli, capsys, tmp_path, model_files):

@@ -78,9 +78,9 @@ def test_unwritable_sr_is_skipped_by_default_and_refused_when_named(capsys, tmp_
         'has no FrameOfReferenceUID (0020,0052) and is not stored as axial slices: the SR '
         'has neither 3D patient coordinates nor source images to draw on']
     assert sorted(os.listdir(out)) == [
-        'detections.json', 'lesion_labels.ctbl', 'lesion_labels.json', 'lesion_labels.nii.gz',
-        'lesion_labels_itksnap.txt', 'lesions.csv', 'lesions.mrk.json', 'overlays',
-        'report.html']
+        '.mp3d_outputs.json', 'detections.json', 'lesion_labels.ctbl', 'lesion_labels.json',
+        'lesion_labels.nii.gz', 'lesion_labels_itksnap.txt', 'lesions.csv', 'lesions.mrk.json',
+        'overlays', 'report.html']
     assert 'lesions_sr.dcm' not in stdout
     # named explicitly: a one-line error before inference, nothing written
     code, _, stderr = _run(capsys, base + ['--out', str(tmp_path / 'named'), '--formats',

@@ -14,11 +14,13 @@ a standard axial grid:
   the z axis) is kept: slices are treated as axial and all physical coordinates use the true
   direction; a tilt above 1 degree is reported as a warning.
 * **Checks** (each a one-line :class:`VolumeInputError` naming the file): the path exists;
-  SimpleITK can read it; it is 3D with one component per voxel and at least ``min_slices``
-  slices (a 2D image, a single-slice volume, a 4D or RGB image are refused); its spacing is
-  present in the file header (NIfTI ``pixdim``, MetaImage ``ElementSpacing``/``ElementSize``,
-  NRRD ``spacings``/``space directions``, DICOM ``PixelSpacing`` and distinct
-  ``ImagePositionPatient`` per slice), finite, > 0 and within the plausible CT range of
+  SimpleITK can read it; it is 3D with one real (not complex) component per voxel and at
+  least ``min_slices`` slices (a 2D image, a single-slice volume, a 4D or RGB image are
+  refused); its spacing is present in the file header (NIfTI ``pixdim``, MetaImage
+  ``ElementSpacing``/``ElementSize``, NRRD ``spacings``/``space directions``, DICOM
+  ``PixelSpacing`` and distinct
+  ``ImagePositionPatient`` per slice, each offset along the slice normal: a sheared,
+  gantry-tilted series is refused), finite, > 0 and within the plausible CT range of
   :mod:`mp3d_mmdet.utils.validation` (on the axial grid); no voxel is NaN or infinite (for
   NIfTI the stored values are read with nibabel, since ITK's reader turns NaN into 0).
   Intensities that are clearly not HU (no air below -500 HU, a value range under 100, or a
@@ -49,6 +51,7 @@ __all__ = ['IDENTITY_TAGS', 'read_ct_volume']
 
 _OBLIQUE_WARN_DEG = 1.0
 _NON_UNIFORM_SLICE_TOL = 0.01  # relative deviation of DICOM slice gaps that gets a warning
+_SHEAR_TOL_MM, _SHEAR_TOL_REL = 0.01, 1e-3  # in-plane shift of a slice that is a shear
 _HU_SAMPLE_VOXELS = 1_000_000
 #: :attr:`CTVolume.metadata` key -> the image metadata key it is read from (DICOM tags as
 #: SimpleITK/GDCM names them; multi-valued fields keep their first value).
@@ -217,6 +220,51 @@ def _read_file(path: str) -> Tuple[sitk.Image, str, List[str], Optional[str], Di
     return image, source_format, [], None, metadata
 
 
+def _slice_normal(reader: sitk.ImageSeriesReader, first: str, image: sitk.Image) -> np.ndarray:
+    """The unit slice normal of a DICOM series: the cross product of the two rows of the
+    first file's ImageOrientationPatient (0020,0037) (the image's third direction column
+    when the tag is missing or degenerate)."""
+    if reader.HasMetaDataKey(0, '0020|0037'):
+        try:
+            values = [float(v) for v in reader.GetMetaData(0, '0020|0037').split('\\')]
+        except ValueError:
+            raise VolumeInputError(f'{first}: DICOM ImageOrientationPatient (0020,0037) is not '
+                                   'six numbers') from None
+        if len(values) == 6:
+            normal = np.cross(values[:3], values[3:])
+            if np.linalg.norm(normal) > 1e-6:
+                return normal / np.linalg.norm(normal)
+    return np.asarray(image.GetDirection(), np.float64).reshape(3, 3)[:, 2]
+
+
+def _check_not_sheared(folder: str, positions: np.ndarray, normal: np.ndarray) -> None:
+    """Refuse a series whose slices shift in-plane from one to the next (a gantry tilt):
+    the offsets between successive ImagePositionPatient (in file order) must lie along the
+    slice normal. Such a series has no voxel grid of the form origin + direction @ (index *
+    spacing): every coordinate written for it would be wrong.
+
+    Args:
+        folder: the series folder, for the message.
+        positions: ``(n, 3)`` ImagePositionPatient of the slices, in slice order.
+        normal: ``(3,)`` unit slice normal.
+    """
+    offsets = np.diff(positions, axis=0)
+    if not len(offsets):
+        return
+    along = offsets @ normal
+    in_plane = offsets - along[:, None] * normal[None]
+    shift = np.linalg.norm(in_plane, axis=1)
+    worst = int(np.argmax(shift))
+    if shift[worst] > _SHEAR_TOL_MM + _SHEAR_TOL_REL * abs(along[worst]):
+        angle = float(np.degrees(np.arctan2(shift[worst], abs(along[worst]))))
+        raise VolumeInputError(
+            f'{folder}: sheared DICOM series (gantry tilt): slice {worst + 1} is shifted '
+            f'{shift[worst]:.3g} mm in-plane from slice {worst} ({angle:.1f} degrees off the '
+            'slice normal); its voxel coordinates cannot be written without resampling: '
+            'resample it onto a regular grid first (e.g. 3D Slicer, dcm2niix, which corrects '
+            'gantry tilt) and give the result')
+
+
 def _read_dicom_series(folder: str
                        ) -> Tuple[sitk.Image, str, List[str], Optional[str], Dict[str, str]]:
     warnings: List[str] = []
@@ -254,7 +302,8 @@ def _read_dicom_series(folder: str
                 raise VolumeInputError(f'{files[i]}: DICOM ImagePositionPatient (0020,0032) '
                                        'missing: slice spacing unknown')
             positions.append([float(v) for v in reader.GetMetaData(i, '0020|0032').split('\\')])
-        normal = np.asarray(image.GetDirection(), np.float64).reshape(3, 3)[:, 2]
+        normal = _slice_normal(reader, files[0], image)
+        _check_not_sheared(folder, np.asarray(positions), normal)
         along = np.sort(np.asarray(positions) @ normal)
         gaps = np.diff(along)
         if gaps.size and float(np.max(np.abs(gaps))) < 1e-6:
@@ -379,6 +428,9 @@ def read_ct_volume(path: str, min_slices: int = 2,
         raise VolumeInputError(f'{path}: {image.GetNumberOfComponentsPerPixel()} components '
                                'per voxel (colour/vector image); a single-channel CT volume '
                                'is needed')
+    pixel_type = sitk.GetPixelIDValueAsString(image.GetPixelID())
+    if 'complex' in pixel_type:
+        raise VolumeInputError(f'{path}: {pixel_type} voxels; CT values are real numbers (HU)')
     if image.GetDimension() == 2 or (image.GetDimension() == 3 and size[2] == 1):
         raise VolumeInputError(f'{path}: a 2D image ({size[0]} x {size[1]}); a 3D CT volume '
                                'is needed')

@@ -14,7 +14,8 @@ from .html_slices import (DISPLAY_CODE_KNOTS, JPEG_QUALITIES, MAX_SLICE_SIDE, SL
                           WINDOW_PRESETS, ReportSlices, display_code_hu, encode_report_slices,
                           hu_to_display_code)
 from .html_report import BOX_RGB, SELECTED_RGB, input_window, render_html_report, write_html_report
-from .html_index import HtmlIndexEntry, render_html_index, write_html_index
+from .html_index import (INDEX_GENERATOR, HtmlIndexEntry, check_html_index_path,
+                         render_html_index, write_html_index)
 
 __all__ = [
     'CandidateRegion', 'candidate_box_3d', 'candidate_regions', 'LESION_CSV_COLUMNS',
@@ -27,7 +28,8 @@ __all__ = [
     'WINDOW_PRESETS', 'ReportSlices', 'display_code_hu', 'hu_to_display_code', 'input_window',
     'BOX_RGB', 'SELECTED_RGB',
     'HtmlIndexEntry', 'encode_report_slices', 'render_html_report', 'write_html_report',
-    'render_html_index', 'write_html_index', 'writable_output_formats', 'CORNERSTONE_RECTANGLE',
+    'render_html_index', 'write_html_index', 'INDEX_GENERATOR', 'check_html_index_path',
+    'writable_output_formats', 'CORNERSTONE_RECTANGLE',
     'dicom_sr_problem', 'LABEL_COLORS', 'label_color', 'slicer_color_table',
     'itksnap_label_descriptions'
 ]

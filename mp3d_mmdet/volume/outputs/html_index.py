@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
-from ...utils.safe_files import atomic_write
+from ...utils.safe_files import atomic_write, check_replaceable
 from .html_page import escape as _e
 from .html_page import format_number as _fmt
 from .html_page import html_page, sort_value, sortable_header
 
-__all__ = ['HtmlIndexEntry', 'render_html_index', 'write_html_index']
+__all__ = ['HtmlIndexEntry', 'INDEX_GENERATOR', 'render_html_index', 'check_html_index_path',
+           'write_html_index']
+
+#: The ``<meta name="generator">`` of an index page: how :func:`write_html_index` recognises
+#: a page it wrote (and so may replace).
+INDEX_GENERATOR = '<meta name="generator" content="mp3d_mmdet html index">'
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,25 @@ def render_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], title: st
             f'{"s" if len(entries) != 1 else ""}, {total} candidates</p></header>\n<main>\n'
             f'<table id="volumes">{sortable_header(_INDEX_COLUMNS)}<tbody>{"".join(rows)}'
             '</tbody></table>\n</main>')
-    return html_page(title, body, "makeSortable(document.getElementById('volumes'));")
+    return html_page(title, body, "makeSortable(document.getElementById('volumes'));",
+                     head=INDEX_GENERATOR + '\n')
+
+
+def _is_index_page(path: str) -> bool:
+    """Whether ``path`` is an index page :func:`write_html_index` wrote (its generator tag
+    in the first 4 kB)."""
+    with open(path, 'rb') as handle:
+        return INDEX_GENERATOR.encode() in handle.read(4096)
+
+
+def check_html_index_path(path: str, what: str = 'index page') -> None:
+    """Refuse ``path`` for :func:`write_html_index` when it exists and is not an index page
+    it wrote (the ownership rule, :func:`~mp3d_mmdet.utils.safe_files.check_replaceable`).
+
+    Raises:
+        ValueError: one line naming ``path``.
+    """
+    check_replaceable(path, what=what, recognise=_is_index_page, tool='mp3d_mmdet')
 
 
 def write_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], path: str,
@@ -95,14 +118,19 @@ def write_html_index(entries: Sequence[Union[HtmlIndexEntry, Tuple]], path: str,
 
     One row per volume: name (linked to its report, relative to ``path``'s folder), number of
     candidates, best score, note; a click on a header sorts by it. Written whole or not at
-    all (:func:`~mp3d_mmdet.utils.safe_files.atomic_write`).
+    all (:func:`~mp3d_mmdet.utils.safe_files.atomic_write`); an existing file is replaced
+    only when it is such an index page (:data:`INDEX_GENERATOR`), never a page of the user's.
 
     Args:
         entries: ``(name, report, num_candidates,
             best_score[, note])`` per volume (:class:`HtmlIndexEntry`).
         path: the index ``.html`` file; its folder must exist.
         title: page title.
+
+    Raises:
+        ValueError: ``path`` exists and is not an index page this function wrote (one line).
     """
+    check_html_index_path(path)
     text = render_html_index(entries, title, osp.dirname(osp.abspath(path)))
     with atomic_write(path, encoding='utf-8') as handle:
         handle.write(text)

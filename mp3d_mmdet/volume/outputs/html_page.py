@@ -79,10 +79,11 @@ def template(name: str) -> str:
     return resources.files(__package__).joinpath('templates', name).read_text(encoding='utf-8')
 
 
-def html_page(title: str, body: str, script: str) -> str:
-    """A whole document: ``body`` (HTML), then ``sortable.js`` and ``script`` (JavaScript)."""
+def html_page(title: str, body: str, script: str, head: str = '') -> str:
+    """A whole document: ``body`` (HTML), then ``sortable.js`` and ``script`` (JavaScript);
+    ``head``: more HTML in ``<head>`` (e.g. a ``<meta>`` tag)."""
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f'{head}<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<title>{escape(title)}</title>\n<style>\n{template("report.css")}</style>\n'
             f'</head>\n<body>\n{body}\n'
             f'<script>\n{template("sortable.js")}{script}</script>\n</body>\n</html>\n')

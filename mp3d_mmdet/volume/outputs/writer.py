@@ -71,7 +71,8 @@ OUTPUT_FORMATS: Dict[str, Tuple[str, ...]] = {
     'dicom-sr': ('lesions_sr.dcm', ),
     'html': ('report.html', ),
 }
-#: What :func:`write_volume_outputs` creates in its folder (all an ``overwrite`` may replace).
+#: What :func:`write_volume_outputs` creates in its folder (beside the hidden manifest of
+#: :mod:`~mp3d_mmdet.utils.safe_files`, which is what an ``overwrite`` checks).
 VOLUME_OUTPUT_ENTRIES = ('detections.json', 'lesions.csv', 'overlays') + tuple(
     name for names in OUTPUT_FORMATS.values() for name in names)
 
@@ -370,10 +371,11 @@ def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, Stag
 
     Raises:
         ValueError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``, or
-            holds files this writer does not write.
+            holds files this writer did not write, or the input volume.
     """
+    source = result.volume.source_path
     staged = out_dir if isinstance(out_dir, StagedOutputDir) else prepare_volume_output_dir(
-        out_dir, overwrite)
+        out_dir, overwrite, inputs=[source] if source else ())
     formats = _drop_unwritable(result, formats)  # before detections.json, which lists warnings
     with staged:
         overlays = write_candidate_overlays(result, osp.join(staged.path, 'overlays'),
@@ -391,7 +393,8 @@ def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, Stag
 
 
 def prepare_volume_output_dir(out_dir: str, overwrite: bool = False,
-                              option: str = 'output folder') -> StagedOutputDir:
+                              option: str = 'output folder',
+                              inputs: Sequence[str] = ()) -> StagedOutputDir:
     """Check ``out_dir`` for :func:`write_volume_outputs` and create its staging folder.
 
     Args:
@@ -399,10 +402,12 @@ def prepare_volume_output_dir(out_dir: str, overwrite: bool = False,
         overwrite (bool): accept a folder holding an earlier run's results (replaced when
             the new ones are complete); without it the folder must be empty or missing.
         option (str): how the folder is named in error messages (e.g. ``'--out'``).
+        inputs (Sequence[str]): the run's input files or folders (never replaced).
 
     Raises:
-        ValueError: ``out_dir`` is a file, a non-empty folder without ``overwrite``, or holds
-            entries other than :data:`VOLUME_OUTPUT_ENTRIES`.
+        ValueError: ``out_dir`` is a file, a non-empty folder without ``overwrite``, holds a
+            file an earlier run did not write (or that changed since: the ownership rule of
+            :func:`~mp3d_mmdet.utils.safe_files.check_replaceable`), or holds an input.
         OSError: the folder cannot be created or written.
     """
-    return StagedOutputDir(out_dir, overwrite, VOLUME_OUTPUT_ENTRIES, option)
+    return StagedOutputDir(out_dir, overwrite, inputs, option, tool='mp3d-detect-volume')

@@ -337,3 +337,46 @@ def test_dicom_without_spacing_or_positions(tmp_path):
     (tmp_path / 'empty' / 'readme.txt').write_text('no dicom here')
     with pytest.raises(VolumeInputError, match=r'empty: no DICOM series found in the folder'):
         read_ct_volume(str(tmp_path / 'empty'))
+
+
+@pytest.mark.parametrize('shear_mm', [(0.9, 0.0, 0.0), (0.0, -0.45, 0.0)])
+def test_gantry_tilted_dicom_series_is_refused(tmp_path, shear_mm):
+    """Each slice shifted in-plane from the one before (a gantry tilt): no regular grid can
+    hold it, so it is refused in one line instead of given wrong coordinates."""
+    folder = str(tmp_path / 'tilted')
+    write_dicom_series(make_sitk_image(_ct_array(seed=3), SPACING, ORIGIN), folder,
+                       shear_mm=shear_mm)
+    before = {name: open(os.path.join(folder, name), 'rb').read()
+              for name in sorted(os.listdir(folder))}
+    shift = np.linalg.norm(shear_mm)
+    with pytest.raises(VolumeInputError) as error:
+        read_ct_volume(folder)
+    message = str(error.value)
+    assert message.startswith(f'{folder}: sheared DICOM series (gantry tilt): slice ')
+    assert f'shifted {shift:.3g} mm in-plane' in message
+    assert f'({np.degrees(np.arctan2(shift, SPACING[2])):.1f} degrees' in message
+    assert '\n' not in message
+    assert {name: open(os.path.join(folder, name), 'rb').read()
+            for name in sorted(os.listdir(folder))} == before
+
+
+def test_dicom_series_in_an_oblique_frame_is_not_a_shear(tmp_path):
+    """Offsets along a tilted slice normal (an oblique, unsheared series) are read."""
+    folder = str(tmp_path / 'oblique')
+    tilt = np.radians(10.0)
+    direction = (1.0, 0.0, 0.0, 0.0, np.cos(tilt), np.sin(tilt), 0.0, -np.sin(tilt),
+                 np.cos(tilt))
+    write_dicom_series(make_sitk_image(_ct_array(seed=4), SPACING, ORIGIN, direction), folder)
+    volume = read_ct_volume(folder)
+    _assert_geometry(volume, (10, 12, 5), SPACING, ORIGIN, direction)
+
+
+def test_complex_nifti_is_refused_in_one_line(tmp_path):
+    import nibabel
+    data = (np.ones((10, 12, 5)) + 1j).astype(np.complex64)
+    path = str(tmp_path / 'complex.nii.gz')
+    nibabel.save(nibabel.Nifti1Image(data, np.diag([0.7, 0.8, 2.5, 1.0])), path)
+    with pytest.raises(VolumeInputError) as error:
+        read_ct_volume(path)
+    assert str(error.value).startswith(f'{path}: ') and '\n' not in str(error.value)
+    assert 'complex' in str(error.value)
