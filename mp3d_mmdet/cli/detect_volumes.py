@@ -147,9 +147,7 @@ def detect_volumes(args: argparse.Namespace) -> None:
 
     def make_detect():
         detector = VolumeLesionDetector(cfg, args.checkpoint, device, args.pixel_spacing,
-                                        args.precision)
-        for message in detector.warnings:
-            report(message)
+                                        args.precision)  # its warnings: reported by the batch
         return volume_detect_function(detector, batch_size=args.batch_size,
                                       score_thr=args.score_thr, iou_thr=args.iou_thr,
                                       max_gap=args.max_gap, min_slices=args.min_slices)

@@ -132,11 +132,14 @@ def volume_detect_function(detector: Any, batch_size: int = 4, score_thr: float 
                            iou_thr: float = 0.3, max_gap: int = 1, min_slices: int = 1
                            ) -> Callable[[CTVolume], Any]:
     """``volume -> VolumeDetectionResult`` with a built
-    :class:`~mp3d_mmdet.volume.VolumeLesionDetector` (no per-slice progress bar)."""
+    :class:`~mp3d_mmdet.volume.VolumeLesionDetector` (no per-slice progress bar); its
+    ``setup_warnings`` are the detector's warnings (:func:`detect_volume_batch` reports them
+    once, not with every volume)."""
     def detect(volume: CTVolume) -> Any:
         return detect_lesions_in_volume(volume, detector=detector, batch_size=batch_size,
                                         score_thr=score_thr, iou_thr=iou_thr, max_gap=max_gap,
                                         min_slices=min_slices, progress=False)
+    detect.setup_warnings = list(detector.warnings)  # type: ignore[attr-defined]
     return detect
 
 
@@ -152,6 +155,9 @@ def _detect_share(todo: Sequence[VolumeInput], results: VolumeResultsFile,
                   step: Callable[[], None]) -> None:
     """Detect ``todo`` in order, appending each volume's line to ``results``."""
     detect = make_detect()
+    setup_warnings = list(getattr(detect, 'setup_warnings', ()))
+    for message in setup_warnings:
+        note(message)
     for item, read, error in prefetched(todo, _read_with_stamp, prefetch):
         if error is not None:
             if not keep_going:
@@ -163,7 +169,8 @@ def _detect_share(todo: Sequence[VolumeInput], results: VolumeResultsFile,
         stamp, volume = read
         result = detect(volume)
         for message in result.warnings:
-            note(message)
+            if message not in setup_warnings:
+                note(message)
         if on_result is not None:
             on_result(item, result)
         results.append(volume_record(item, volume, result.candidates, stamp))
@@ -194,7 +201,9 @@ def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: D
             volume is read (not at all when every input is finished, so that a finished batch
             does not build the model); ``detect(volume: CTVolume)`` returns an object with
             ``candidates`` (list[LesionCandidate]) and ``warnings`` (list[str]), e.g.
-            :func:`volume_detect_function`.
+            :func:`volume_detect_function`; the messages of its optional ``setup_warnings``
+            attribute are reported once, before the first volume, and left out of the
+            volumes' warnings.
         restart (bool): start a new results file (see :class:`VolumeResultsFile`).
         keep_going (bool): a volume that cannot be read (``VolumeInputError``, ``ValueError``
             or ``OSError`` while reading) is reported and skipped instead of stopping the run.
@@ -328,6 +337,12 @@ def _detect_distributed(inputs: Sequence[VolumeInput], out_dir: str, settings: D
     return summary
 
 
+def _one_line(error: Exception) -> str:
+    """``<type>: <message>`` of ``error``, its message's lines joined by spaces."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return ': '.join([type(error).__name__] + ([' '.join(lines)] if lines else []))
+
+
 def _detect_part(mine: Sequence[VolumeInput], out_dir: str, settings: Dict[str, Any],
                  make_detect: Callable[[], Callable[[CTVolume], Any]], keep_going: bool,
                  on_result: Optional[Callable[[VolumeInput, Any], None]], prefetch: int,
@@ -347,8 +362,9 @@ def _detect_part(mine: Sequence[VolumeInput], out_dir: str, settings: Dict[str, 
                 _detect_share(mine, part, make_detect, keep_going, on_result, prefetch,
                               summary, note, lambda: None)
     except Exception as error:  # reported by every process, after the others finished
-        note(f'process {rank}: {type(error).__name__}: {error}')
-        return f'{type(error).__name__}: {error}'
+        reason = _one_line(error)
+        note(f'process {rank}: {reason}')
+        return reason
     finally:
         if rank == 0:
             bar.update(max(0, initial + monitor.lines() + len(summary.failed) - bar.n))

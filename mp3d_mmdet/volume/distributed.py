@@ -68,10 +68,12 @@ def init_launcher(launcher: str, device: str) -> str:
             else:  # mmengine pins a CUDA device for every launcher: not on a CPU-only node
                 with mock.patch.object(torch.cuda, 'set_device', lambda index: None):
                     init_dist(launcher, backend='gloo')
-        except KeyError as error:
-            raise ValueError(f'--launcher {launcher}: environment variable {error} is not set '
-                             '(start the command with torchrun, srun or mpirun, or use '
-                             '--launcher none)') from None
+        except KeyError as error:  # mmengine reads os.environ[NAME], or says what is missing
+            missing = str(error.args[0] if error.args else error)
+            if missing.isidentifier():
+                missing = f'environment variable {missing} is not set'
+            raise ValueError(f'--launcher {launcher}: {missing} (start the command with '
+                             'torchrun, srun or mpirun, or use --launcher none)') from None
     if on_cuda:
         return f'cuda:{get_local_rank()}' if device == 'cuda' else device
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()

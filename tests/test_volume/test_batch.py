@@ -174,6 +174,20 @@ def test_interrupted_run_resumes_without_redoing_finished_volumes(tmp_path, volu
     assert (out / RESULTS_FILE_NAME).read_text().splitlines() == lines
 
 
+def test_the_detectors_set_up_warnings_are_reported_once(tmp_path, volumes):
+    inputs = [VolumeInput(name=f'case{i}', source=p) for i, p in enumerate(volumes)]
+    detect = CountingDetect()
+    reported = []
+
+    def with_setup_note(volume):  # as volume_detect_function: the volume's and the set-up's
+        result = detect(volume)
+        result.warnings = result.warnings + ['emulated bf16']
+        return result
+    with_setup_note.setup_warnings = ['emulated bf16']
+    summary, _ = run(inputs, tmp_path / 'out', with_setup_note, report=reported.append)
+    assert summary.warnings == reported == ['emulated bf16', 'a note', 'a note', 'a note']
+
+
 def test_a_truncated_last_line_is_dropped_and_redone(tmp_path, volumes):
     inputs = [VolumeInput(name=f'case{i}', source=p) for i, p in enumerate(volumes)]
     out = tmp_path / 'out'
