@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch.multiprocessing
-from test_volume.volume_fixtures import write_small_volume, write_tiny_model
+from helpers.volume_fixtures import write_small_volume, write_tiny_model
 
 from mp3d_mmdet.cli import detect_volumes
 from mp3d_mmdet.volume import RESULTS_FILE_NAME
