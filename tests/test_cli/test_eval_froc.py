@@ -75,7 +75,7 @@ def test_pickle_without_ground_truth_asks_for_ann(tmp_path, capsys):
     dump([sample], str(tmp_path / 'results.pkl'))
     assert eval_froc.main([str(tmp_path / 'results.pkl'), '--no-breakdowns']) == 1
     err = capsys.readouterr().err
-    assert err.startswith('mp3d-eval-froc: error: ') and "has no 'instances'" in err
+    assert err.startswith('mp3d-eval-froc: error: ') and 'has no ground truth' in err
     assert 'pass --ann DL_info.csv' in err
 
 
