@@ -308,7 +308,6 @@ def test_row12_non_utf8_csv(tmp_path):
         _dataset(root)
 
 
-
 # ------------------------------------------------------------------------- issue #26 rows
 def _cli_error(tool, argv, capsys):
     """Run ``mp3d-<tool>`` and return its one-line error (asserting exit 1 and one line)."""
@@ -516,7 +515,7 @@ def test_i26_item4_gantry_tilted_dicom_series(detect, capsys, tmp_path):
     code, err = run([folder, '--config', cfg, '--checkpoint', ckpt, '--out', tmp_path / 'out'],
                     capsys)
     assert_one_line_error(DETECT, code, err, f'{folder}: sheared DICOM series (gantry tilt)',
-                    'shifted 0.88 mm in-plane')
+                          'shifted 0.88 mm in-plane')
     assert _files(tmp_path) == before
 
 
@@ -543,8 +542,8 @@ def test_i26_item10_user_file_in_overlays_is_kept(detect, capsys, tmp_path):
     (tmp_path / 'out' / 'overlays' / 'my_notes.txt').write_text('mine')
     before = _files(tmp_path)
     code, err = run(args + ['--overwrite'], capsys)
-    assert_one_line_error(DETECT, code, err, "holds 'overlays/my_notes.txt', which mp3d-detect-volume did "
-                    'not write')
+    assert_one_line_error(DETECT, code, err,
+                          "holds 'overlays/my_notes.txt', which mp3d-detect-volume did not write")
     assert _files(tmp_path) == before
 
 
@@ -558,7 +557,8 @@ def test_i26_item11_input_in_out_under_an_output_name(detect, capsys, tmp_path):
     before = _files(tmp_path)
     code, err = run([out / 'lesion_labels.nii.gz', '--config', cfg, '--checkpoint', ckpt,
                      '--out', out, '--overwrite'], capsys)
-    assert_one_line_error(DETECT, code, err, f'--out {out} holds the input {out / "lesion_labels.nii.gz"}')
+    assert_one_line_error(DETECT, code, err,
+                          f'--out {out} holds the input {out / "lesion_labels.nii.gz"}')
     assert _files(tmp_path) == before
 
 

@@ -85,7 +85,7 @@ def quick_check_config(cfg: Config, work_dir: str, data_root: Optional[str], ite
         scale: input size of every resize.
 
     Returns:
-        Config: a copy with the loops, dataloaders, resizes, hooks and work folder overridden.
+        A copy with the loops, dataloaders, resizes, hooks and work folder overridden.
     """
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir

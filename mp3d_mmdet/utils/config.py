@@ -179,7 +179,7 @@ def slice_input_places(cfg: Config) -> Dict[str, List[Place]]:
     """Where each slice-input setting of ``cfg`` sits.
 
     Returns:
-        dict: ``key -> [(path, owning dict, argument name), ...]`` for every key of
+        ``key -> [(path, owning dict, argument name), ...]`` for every key of
         :data:`SLICE_INPUT_KEYS`; ``num_slices`` lists the backbone and the loaders (the
         adapter's depths are derived, see :func:`resolve_config`).
     """
@@ -226,7 +226,7 @@ def resolve_config(cfg: Config) -> List[str]:
         cfg: a full config; changed in place.
 
     Returns:
-        list[str]: one line per place filled in or changed (e.g.
+        One line per place filled in or changed (e.g.
         ``'model.backbone.num_slices = 13'``, ``'... = 13 (was 9)'``); empty for a config
         whose places all hold their top-level values already.
 
@@ -363,7 +363,7 @@ def load_config(config: Union[str, Config], cfg_options: Optional[Dict[str, Any]
         cfg_options: ``--cfg-options`` style overrides, merged before resolving.
 
     Returns:
-        Config: with the slice-input settings resolved (:func:`resolve_config`) and the
+        With the slice-input settings resolved (:func:`resolve_config`) and the
         evaluators checked (:func:`check_evaluator_inputs`).
 
     Raises:
@@ -389,7 +389,7 @@ def parse_config_text(text: str) -> Dict[str, Any]:
         text: the config text.
 
     Returns:
-        dict: top-level name -> value for each ``name = ...`` statement.
+        Top-level name -> value for each ``name = ...`` statement.
 
     Raises:
         ValueError: the text is not Python syntax.

@@ -22,7 +22,7 @@ SOFT_TISSUE_WINDOW: Tuple[float, float] = (-160.0, 240.0)
 
 
 def window_offset_and_scale(hu_window: Sequence[float],
-                             out_range: Sequence[float]) -> Tuple[float, float]:
+                            out_range: Sequence[float]) -> Tuple[float, float]:
     """``(low, scale)`` of the linear map ``hu -> (hu - low) * scale + out_range[0]``."""
     low, high = check_hu_window(hu_window, out_range)
     return low, (float(out_range[1]) - float(out_range[0])) / (high - low)

@@ -86,12 +86,12 @@ def atomic_write(path: str, mode: str = 'w', **open_kwargs) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on a clean exit, rename it to ``path``.
 
     Args:
-        path (str): the destination file; its folder must exist.
-        mode (str): ``'w'`` (text) or ``'wb'`` (binary).
+        path: the destination file; its folder must exist.
+        mode: ``'w'`` (text) or ``'wb'`` (binary).
         **open_kwargs: passed to :func:`open` (``newline``, ``encoding`` ...).
 
     Yields:
-        IO: the open temporary file. An exception inside the block removes it and leaves
+        The open temporary file. An exception inside the block removes it and leaves
         ``path`` as it was.
     """
     if mode not in ('w', 'wb'):
@@ -122,8 +122,8 @@ def atomic_imwrite(path: str, image: 'np.ndarray') -> None:
     """Encode an image with OpenCV (format from the file extension) and write it whole.
 
     Args:
-        path (str): destination, e.g. ``overlay.png``.
-        image (np.ndarray): ``(H, W)`` or ``(H, W, 3)`` BGR image OpenCV can encode.
+        path: destination, e.g. ``overlay.png``.
+        image: ``(H, W)`` or ``(H, W, 3)`` BGR image OpenCV can encode.
 
     Raises:
         OSError: the image cannot be encoded for that extension, or the write fails.
@@ -144,8 +144,8 @@ def atomic_sitk_write(image: object, path: str) -> None:
     place when complete (removed if the write fails).
 
     Args:
-        image (SimpleITK.Image): the image.
-        path (str): destination, e.g. ``labels.nii.gz``.
+        image: the image.
+        path: destination, e.g. ``labels.nii.gz``.
     """
     import SimpleITK as sitk
     folder, name = osp.split(osp.abspath(path))
@@ -167,9 +167,9 @@ def check_not_input(output: str, inputs: Sequence[str], what: str = 'output') ->
     or file symlinks) or, where both exist, the same file (hard links).
 
     Args:
-        output (str): the path about to be written.
-        inputs (Sequence[str]): paths read by the same run.
-        what (str): how the output is named in the message (e.g. ``'--out'``).
+        output: the path about to be written.
+        inputs: paths read by the same run.
+        what: how the output is named in the message (e.g. ``'--out'``).
 
     Raises:
         ValueError: one line naming both paths.
@@ -353,11 +353,11 @@ class StagedOutputDir:
     destination puts back (a :class:`UserWarning`; also in :attr:`restored`).
 
     Args:
-        destination (str): the result folder.
-        overwrite (bool): replace earlier results of the same tool.
-        inputs (Sequence[str]): paths the run reads (never inside the destination).
-        option (str): how the destination is named in messages (e.g. ``'--out'``).
-        tool (str): who writes the folder, for messages.
+        destination: the result folder.
+        overwrite: replace earlier results of the same tool.
+        inputs: paths the run reads (never inside the destination).
+        option: how the destination is named in messages (e.g. ``'--out'``).
+        tool: who writes the folder, for messages.
 
     Raises:
         ValueError: the destination is a file, or a non-empty folder without ``overwrite``,

@@ -33,7 +33,7 @@ def slice_depths(num_slices: int, slice_pooling: str = 'none',
         num_stages: number of backbone stages.
 
     Returns:
-        list[int]: ``num_stages`` depths, e.g. the neck adapter's ``num_slices``.
+        ``num_stages`` depths, e.g. the neck adapter's ``num_slices``.
 
     Raises:
         ValueError: an unknown ``slice_pooling``.

@@ -45,18 +45,18 @@ def batch_settings(config: Any, checkpoint: Optional[str],
     """The settings recorded in (and compared with) a results file's header.
 
     Args:
-        config (str | Config): the model config as given (a path, or a loaded ``Config``).
-        checkpoint (str | None): the weights file (None: the model's own initialisation).
-        cfg_options (dict | None): ``--cfg-options`` overrides.
+        config: the model config as given (a path, or a loaded ``Config``).
+        checkpoint: the weights file (None: the model's own initialisation).
+        cfg_options: ``--cfg-options`` overrides.
         score_thr, pixel_spacing, iou_thr, max_gap, min_slices: as for
             :func:`~mp3d_mmdet.volume.detect_lesions_in_volume`.
-        cfg (Config | None): ``config`` already loaded with ``cfg_options``
+        cfg: ``config`` already loaded with ``cfg_options``
             (:func:`~mp3d_mmdet.volume.load_inference_config`), to save loading it again.
         precision, device: the network's precision on ``device``
             (:func:`~mp3d_mmdet.volume.resolve_precision`; the resolved one is recorded).
 
     Returns:
-        dict: JSON-ready: ``config`` (absolute path), ``config_sha256`` (digest of the loaded
+        JSON-ready: ``config`` (absolute path), ``config_sha256`` (digest of the loaded
         config's ``model``, test pipeline and ``volume_inference``: what inference uses, base
         files and overrides included), ``cfg_options``, ``checkpoint`` (absolute path),
         ``checkpoint_sha256`` (of the file), ``score_thr``, ``pixel_spacing``, ``iou_thr``,
@@ -104,14 +104,14 @@ class BatchSummary:
     """What :func:`detect_volume_batch` did (in a distributed batch: all processes together).
 
     Attributes:
-        path (str): the results file.
-        done (list[str]): volumes detected and written by this run, in input order.
-        skipped (list[str]): inputs already in the file (not redone).
-        failed (dict[str, str]): ``keep_going`` only: volumes that could not be read ->
+        path: the results file.
+        done: volumes detected and written by this run, in input order.
+        skipped: inputs already in the file (not redone).
+        failed: ``keep_going`` only: volumes that could not be read ->
             the one-line reason (not written; a rerun tries them again).
-        not_in_inputs (list[str]): volumes in the file that are not among the inputs.
-        warnings (list[str]): every warning reported during the run (by this process).
-        is_main (bool): this process is the batch's first (rank 0; True for one process):
+        not_in_inputs: volumes in the file that are not among the inputs.
+        warnings: every warning reported during the run (by this process).
+        is_main: this process is the batch's first (rank 0; True for one process):
             the one to report the summary and to write files about the whole batch.
     """
     path: str
@@ -194,29 +194,29 @@ def detect_volume_batch(inputs: Sequence[VolumeInput], out_dir: str, settings: D
     arguments and detects its share (:mod:`.distributed`).
 
     Args:
-        inputs (Sequence[VolumeInput]): the volumes (unique names).
-        out_dir (str): output folder (created if missing).
-        settings (dict): model settings for the header (:func:`batch_settings`).
-        make_detect (callable): ``() -> detect``, called once, before the first pending
+        inputs: the volumes (unique names).
+        out_dir: output folder (created if missing).
+        settings: model settings for the header (:func:`batch_settings`).
+        make_detect: ``() -> detect``, called once, before the first pending
             volume is read (not at all when every input is finished, so that a finished batch
             does not build the model); ``detect(volume: CTVolume)`` returns an object with
             ``candidates`` (list[LesionCandidate]) and ``warnings`` (list[str]), e.g.
             :func:`volume_detect_function`; the messages of its optional ``setup_warnings``
             attribute are reported once, before the first volume, and left out of the
             volumes' warnings.
-        restart (bool): start a new results file (see :class:`VolumeResultsFile`).
-        keep_going (bool): a volume that cannot be read (``VolumeInputError``, ``ValueError``
+        restart: start a new results file (see :class:`VolumeResultsFile`).
+        keep_going: a volume that cannot be read (``VolumeInputError``, ``ValueError``
             or ``OSError`` while reading) is reported and skipped instead of stopping the run.
-        progress (bool): a tqdm bar over the volumes (finished ones counted from the start;
+        progress: a tqdm bar over the volumes (finished ones counted from the start;
             distributed: on rank 0, over the whole job).
-        report (callable | None): called with each warning line as it happens (the volume's
+        report: called with each warning line as it happens (the volume's
             and the results file's warnings, skipped volumes); they are also collected in
             :attr:`BatchSummary.warnings`.
-        restart_option (str): how ``restart`` is named in messages.
-        on_result (callable | None): called with each input and its detection result before
+        restart_option: how ``restart`` is named in messages.
+        on_result: called with each input and its detection result before
             the volume's line is appended (e.g. to write the volume's viewer files): an
             interruption in it leaves the volume to be redone.
-        prefetch (int): volumes read ahead in a background thread (0: none).
+        prefetch: volumes read ahead in a background thread (0: none).
 
     Returns:
         BatchSummary

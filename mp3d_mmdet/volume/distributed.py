@@ -105,7 +105,7 @@ def absorb_part_files(results: VolumeResultsFile, out_dir: str, restart: bool) -
     only remove them); their incomplete last lines are left out.
 
     Returns:
-        list[str]: warnings (each incomplete line left out).
+        Warnings (each incomplete line left out).
 
     Raises:
         ValueError: a part file is malformed or holds other settings than ``results``

@@ -79,11 +79,11 @@ def candidate_boxes_3d(candidates: Sequence[LesionCandidate]) -> np.ndarray:
     """3D boxes of lesion candidates (:func:`~mp3d_mmdet.volume.candidate_box_3d`) with scores.
 
     Args:
-        candidates (Sequence[LesionCandidate]): from
+        candidates: from
             :func:`~mp3d_mmdet.volume.measure_lesion_candidates`.
 
     Returns:
-        np.ndarray: float64 ``(n, 7)`` ``[x1, y1, z1, x2, y2, z2, score]``, by decreasing
+        Float64 ``(n, 7)`` ``[x1, y1, z1, x2, y2, z2, score]``, by decreasing
         score (stable): ``x1, y1, x2, y2`` the union of the candidate's linked boxes,
         ``z1, z2`` = ``first_slice``, ``last_slice`` (inclusive); ``score`` = ``max_score``.
     """
@@ -244,10 +244,10 @@ def read_volume_detections(path: str) -> Tuple[Dict[str, Any], Dict[str, Dict[st
     """Read a batch results file (``detections_3d.jsonl``, schema: module docstring).
 
     Args:
-        path (str): the file.
+        path: the file.
 
     Returns:
-        tuple[dict, dict[str, dict]]: the header (``format``, ``format_version``,
+        The header (``format``, ``format_version``,
         ``settings``) and ``{name: record}`` in file order; each record holds the line's keys
         (extra keys are kept), ``boxes`` as a float64 ``(n, 7)`` array
         ``[x1, y1, z1, x2, y2, z2, score]``.
@@ -268,7 +268,7 @@ def read_partial_results(path: str) -> Tuple[Dict[str, Any], Dict[str, str], Opt
     while writing it) is left out.
 
     Returns:
-        tuple: the header, ``{name: line text}`` in file order, and a warning naming the
+        The header, ``{name: line text}`` in file order, and a warning naming the
         line left out (None when none was).
 
     Raises:
@@ -298,22 +298,22 @@ class VolumeResultsFile:
     docstring). Use as a context manager, or call :meth:`close`.
 
     Args:
-        out_dir (str): the output folder (created if missing).
-        settings (dict): JSON-ready model settings (:func:`batch_settings`), recorded in the
+        out_dir: the output folder (created if missing).
+        settings: JSON-ready model settings (:func:`batch_settings`), recorded in the
             header of a new file and compared with the header of an existing one.
-        restart (bool): start a new file even if one exists (its lines are discarded).
-        restart_option (str): how ``restart`` is named in messages (e.g. ``'--restart'``).
-        file_name (str): the file in ``out_dir`` (another name: a process's part file of a
+        restart: start a new file even if one exists (its lines are discarded).
+        restart_option: how ``restart`` is named in messages (e.g. ``'--restart'``).
+        file_name: the file in ``out_dir`` (another name: a process's part file of a
             distributed batch, :mod:`.distributed`).
-        lock (bool): lock ``out_dir`` (False: a part file, the folder being locked by the
+        lock: lock ``out_dir`` (False: a part file, the folder being locked by the
             batch's first process).
 
     Attributes:
-        path (str): the results file.
-        header (dict): its header.
-        records (dict[str, dict]): the volumes finished so far (read back as by
+        path: the results file.
+        header: its header.
+        records: the volumes finished so far (read back as by
             :func:`read_volume_detections`, then each appended record).
-        warnings (list[str]): e.g. the incomplete last line that was dropped.
+        warnings: e.g. the incomplete last line that was dropped.
 
     Raises:
         ValueError: ``out_dir`` is a file, another run holds the folder's lock, the existing

@@ -11,8 +11,6 @@ from mp3d_mmdet.datasets.dl_info import DLInfoRow
 HEIGHT, WIDTH = 6, 7  # not square: a swapped x/y would change the shape
 
 
-
-
 def expected_hu(slice_number, rows=HEIGHT, cols=WIDTH):
     """The HU written into slice ``slice_number``: unique per (slice, row, column)."""
     y, x = np.mgrid[0:rows, 0:cols]

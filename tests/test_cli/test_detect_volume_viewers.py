@@ -62,7 +62,7 @@ def _sagittal_series_without_frame_of_reference(folder):
 
 
 def test_unwritable_sr_is_skipped_by_default_and_refused_when_named(capsys, tmp_path,
-                                                                     model_files):
+                                                                    model_files):
     cfg, ckpt = model_files
     folder = str(tmp_path / 'dicom')
     _sagittal_series_without_frame_of_reference(folder)

@@ -94,7 +94,7 @@ def test_interrupted_in_one_process_resumes_with_one_process(batch, tmp_path):
 
 
 def test_a_failing_process_leaves_the_others_volumes_and_names_the_missing(batch, tmp_path,
-                                                                            capsys):
+                                                                           capsys):
     args, reference = batch
     out = tmp_path / 'two'
     failed = torchrun(args, out, tmp_path / 'statuses', MP3D_TEST_STOP_RANK='1',

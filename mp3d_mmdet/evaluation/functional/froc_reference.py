@@ -16,8 +16,9 @@ code is silent or ambiguous:
 * optional "ignored" lesions (see ``ignored_gts_per_image``).
 
 It is far too slow for validation (about a Python iteration per detection) and exists to be
-read (the definition of the protocols), and to test (``tests/test_evaluation/test_functional/test_froc_property.py``) and
-benchmark (``tools/benchmark/froc_speed.py``) the vectorised
+read (the definition of the protocols), and to test
+(``tests/test_evaluation/test_functional/test_froc_property.py``) and benchmark
+(``tools/benchmark/froc_speed.py``) the vectorised
 :func:`mp3d_mmdet.evaluation.functional.froc_curve` against.
 """
 from typing import List, Optional, Sequence, Tuple

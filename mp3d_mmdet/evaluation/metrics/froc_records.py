@@ -249,10 +249,10 @@ def load_detection_dump(path: str) -> List[Dict[str, Any]]:
     would build anything else -- and so could run code -- is refused.
 
     Args:
-        path (str): the ``.pkl`` file.
+        path: the ``.pkl`` file.
 
     Returns:
-        list[dict]: one data-sample dict per image, each with ``img_id`` and
+        One data-sample dict per image, each with ``img_id`` and
         ``pred_instances``.
 
     Raises:

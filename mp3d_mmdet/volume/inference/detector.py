@@ -32,6 +32,7 @@ from .settings import (InferenceSetupError, is_resize_transform,
 
 __all__ = ['SliceDetections', 'VolumeLesionDetector']
 
+
 @dataclass
 class SliceDetections:
     """Per-slice detections of a volume (slices not run have no boxes).

@@ -394,15 +394,15 @@ def read_ct_volume(path: str, min_slices: int = 2,
     """Read, check and reorient a CT volume (see the module docstring for every rule).
 
     Args:
-        path (str): a ``.nii``/``.nii.gz``/``.mha``/``.mhd``/``.nrrd``/``.nhdr`` file (other
+        path: a ``.nii``/``.nii.gz``/``.mha``/``.mhd``/``.nrrd``/``.nhdr`` file (other
             3D formats SimpleITK reads are accepted too) or a folder holding a DICOM series
             (the largest series if there are several; recorded as a warning).
-        min_slices (int): fewest axial slices accepted (>= 2; a single slice is a 2D image).
-        orientation (str): DICOM orientation code of the processed grid; the default
+        min_slices: fewest axial slices accepted (>= 2; a single slice is a 2D image).
+        orientation: DICOM orientation code of the processed grid; the default
             ``'LPS'`` makes ``hu[z]`` axial slices with z increasing towards the head.
 
     Returns:
-        CTVolume: HU array ``(Z, Y, X)`` on the reoriented grid, both geometries, warnings.
+        HU array ``(Z, Y, X)`` on the reoriented grid, both geometries, warnings.
 
     Raises:
         VolumeInputError: the path is missing or unreadable, not a single-channel 3D image,

@@ -42,7 +42,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ...datasets.dl_info import (SPLIT_CODES, consecutive_runs, parse_subvolume_name,
-                                read_dl_info, slice_file_name, subvolume_name)
+                                 read_dl_info, slice_file_name, subvolume_name)
 from ...datasets.slice_sampling import png_to_hu
 from ...datasets.transforms.loading import read_uint16_png
 from ...utils.safe_files import atomic_sitk_write

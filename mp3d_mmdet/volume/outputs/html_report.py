@@ -136,7 +136,7 @@ def _metadata_html(result: VolumeDetectionResult, num_regions: int,
     grid, stored = volume.geometry, volume.original_geometry
     sections = [('Patient and study', _kv_table([(k, _e(v)) for k, v in identity],
                                                 'meta-identity') if identity else
-                  '<p id="meta-identity">none in the input</p>')]
+                 '<p id="meta-identity">none in the input</p>')]
     input_rows = [
         ('path', _e(volume.source_path)), ('format', _e(volume.source_format)),
         ('DICOM series UID', _value_html(volume.dicom_series_uid)),
@@ -355,5 +355,3 @@ def write_html_report(result: VolumeDetectionResult, path: str,
     text = render_html_report(result, regions, title)
     with atomic_write(path, encoding='utf-8') as handle:
         handle.write(text)
-
-

@@ -41,7 +41,7 @@ __all__ = ['DISPLAY_CODE_KNOTS', 'WINDOW_PRESETS', 'MAX_SLICE_SIDE', 'JPEG_QUALI
 
 #: ``(HU, code)`` knots of the piecewise-linear HU -> 8-bit code map (module docstring).
 DISPLAY_CODE_KNOTS: Tuple[Tuple[float, int], ...] = ((-1024.0, 0), (-160.0, 56), (240.0, 216),
-                                                      (1500.0, 255))
+                                                     (1500.0, 255))
 #: Display windows ``name -> (centre, width)`` HU offered by the report, first = initial.
 WINDOW_PRESETS: Dict[str, Tuple[float, float]] = {
     'soft tissue': ((SOFT_TISSUE_WINDOW[0] + SOFT_TISSUE_WINDOW[1]) / 2,

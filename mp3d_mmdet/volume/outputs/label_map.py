@@ -146,7 +146,7 @@ def write_label_map(result: VolumeDetectionResult, path: str, legend_path: str,
     regions = candidate_regions(result, score_thr) if regions is None else regions
     array = candidate_label_array(result.volume, regions)
     counts = np.bincount(array.reshape(-1), minlength=max([r.candidate_id for r in regions],
-                                                           default=0) + 1)
+                                                          default=0) + 1)
     atomic_sitk_write(label_map_image(result.volume, regions, array), path)
     ids = [r.candidate_id for r in regions]
     tables = {}

@@ -88,12 +88,12 @@ def parse_output_formats(text: str, is_dicom: bool, option: str = '--formats') -
     none).
 
     Args:
-        text (str): e.g. ``'slicer,nifti'``.
-        is_dicom (bool): whether the input is a DICOM series (``'dicom-sr'`` needs one).
-        option (str): how the option is named in messages.
+        text: e.g. ``'slicer,nifti'``.
+        is_dicom: whether the input is a DICOM series (``'dicom-sr'`` needs one).
+        option: how the option is named in messages.
 
     Returns:
-        tuple[str, ...]: the formats, in :data:`OUTPUT_FORMATS` order, without repeats.
+        The formats, in :data:`OUTPUT_FORMATS` order, without repeats.
 
     Raises:
         ValueError: an unknown name, or ``'dicom-sr'`` for a non-DICOM input (one line).
@@ -126,7 +126,7 @@ def writable_output_formats(volume: CTVolume, formats: Sequence[str],
         explicit: whether the user named ``'dicom-sr'`` (not only ``'all'``).
 
     Returns:
-        tuple: the formats without an impossible ``'dicom-sr'``, and the one-line warning
+        The formats without an impossible ``'dicom-sr'``, and the one-line warning
         saying it is skipped (None when nothing is).
 
     Raises:
@@ -168,8 +168,8 @@ def detections_to_dict(result: VolumeDetectionResult,
     """The ``detections.json`` content (keys: module docstring) as a JSON-ready dict.
 
     Args:
-        result (VolumeDetectionResult): the detection result.
-        overlays (dict[int, str] | None): candidate id -> overlay file (relative path).
+        result: the detection result.
+        overlays: candidate id -> overlay file (relative path).
     """
     volume = result.volume
     stored = volume.original_geometry
@@ -269,7 +269,7 @@ def write_candidate_overlays(result: VolumeDetectionResult, out_dir: str, top_k:
     """Draw the best slice of the ``top_k`` best candidates (module docstring).
 
     Returns:
-        dict[int, str]: candidate id -> PNG path relative to ``out_dir``'s parent folder
+        Candidate id -> PNG path relative to ``out_dir``'s parent folder
         (``overlays/candidate_001.png``).
     """
     os.makedirs(out_dir, exist_ok=True)
@@ -309,14 +309,14 @@ def write_viewer_files(result: VolumeDetectionResult, out_dir: str,
     """Write the requested viewer files (:data:`OUTPUT_FORMATS`) into a folder.
 
     Args:
-        result (VolumeDetectionResult): what to write.
-        out_dir (str): an existing folder.
-        formats (Sequence[str]): names of :data:`OUTPUT_FORMATS`.
-        label_score_thr (float): the NIfTI label map labels the candidates scoring at least
+        result: what to write.
+        out_dir: an existing folder.
+        formats: names of :data:`OUTPUT_FORMATS`.
+        label_score_thr: the NIfTI label map labels the candidates scoring at least
             this.
 
     Returns:
-        dict[str, str]: format -> its (first) file, for the formats written: a DICOM SR
+        Format -> its (first) file, for the formats written: a DICOM SR
         that cannot be written (:func:`writable_output_formats`) is skipped with one
         warning (added to ``result.warnings`` and issued as a :class:`UserWarning`), so that
         a finished inference is never lost to an optional file.
@@ -355,18 +355,18 @@ def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, Stag
     this result, and an error while writing (e.g. a full disk) leaves it as it was.
 
     Args:
-        result (VolumeDetectionResult): what to write.
-        out_dir (str | StagedOutputDir): the result folder, or a staged folder created
+        result: what to write.
+        out_dir: the result folder, or a staged folder created
             before the run (:func:`prepare_volume_output_dir`, so that an unusable folder is
             refused before inference).
-        top_k_overlays (int): overlays of this many best candidates.
-        overwrite (bool): with a folder path, replace an earlier run's results there.
-        formats (Sequence[str]): viewer files to write too (:data:`OUTPUT_FORMATS`;
+        top_k_overlays: overlays of this many best candidates.
+        overwrite: with a folder path, replace an earlier run's results there.
+        formats: viewer files to write too (:data:`OUTPUT_FORMATS`;
             :func:`parse_output_formats` checks a user's list).
-        label_score_thr (float): see :func:`write_viewer_files`.
+        label_score_thr: see :func:`write_viewer_files`.
 
     Returns:
-        dict[str, str]: ``json``, ``csv``, ``overlays`` and each format written -> paths
+        ``json``, ``csv``, ``overlays`` and each format written -> paths
         (an SR that cannot be written is skipped: :func:`write_viewer_files`).
 
     Raises:
@@ -398,11 +398,11 @@ def prepare_volume_output_dir(out_dir: str, overwrite: bool = False,
     """Check ``out_dir`` for :func:`write_volume_outputs` and create its staging folder.
 
     Args:
-        out_dir (str): the result folder (created if missing).
-        overwrite (bool): accept a folder holding an earlier run's results (replaced when
+        out_dir: the result folder (created if missing).
+        overwrite: accept a folder holding an earlier run's results (replaced when
             the new ones are complete); without it the folder must be empty or missing.
-        option (str): how the folder is named in error messages (e.g. ``'--out'``).
-        inputs (Sequence[str]): the run's input files or folders (never replaced).
+        option: how the folder is named in error messages (e.g. ``'--out'``).
+        inputs: the run's input files or folders (never replaced).
 
     Raises:
         ValueError: ``out_dir`` is a file, a non-empty folder without ``overwrite``, holds a

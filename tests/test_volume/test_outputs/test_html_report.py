@@ -650,7 +650,7 @@ def test_orientation_letters_and_scale_bar(page, case):
         const e = document.getElementById('orient-' + s), r = e.getBoundingClientRect();
         return [s, [e.textContent, (r.left + r.right) / 2, (r.top + r.bottom) / 2]]; }))""")
     assert {s: v[0] for s, v in letters.items()} == dict(left='R', right='L', top='A',
-                                                        bottom='P')
+                                                         bottom='P')
     cx, cy = (view[0] + view[2]) / 2, (view[1] + view[3]) / 2
     assert letters['left'][1] < view[0] + 20 and abs(letters['left'][2] - cy) < 3
     assert letters['right'][1] > view[2] - 20 and abs(letters['right'][2] - cy) < 3

@@ -129,8 +129,9 @@ def test_viewer_files_join_the_result_folder(tmp_path, result):
     result, _ = result
     paths = write_volume_outputs(result, str(tmp_path / 'out'), formats=('slicer', 'nifti'))
     assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == [
-        '.mp3d_outputs.json', 'detections.json', 'lesion_labels.ctbl', 'lesion_labels.json', 'lesion_labels.nii.gz',
-        'lesion_labels_itksnap.txt', 'lesions.csv', 'lesions.mrk.json', 'overlays']
+        '.mp3d_outputs.json', 'detections.json', 'lesion_labels.ctbl', 'lesion_labels.json',
+        'lesion_labels.nii.gz', 'lesion_labels_itksnap.txt', 'lesions.csv', 'lesions.mrk.json',
+        'overlays']
     assert paths['slicer'] == str(tmp_path / 'out' / 'lesions.mrk.json')
     markups = json.loads((tmp_path / 'out' / 'lesions.mrk.json').read_text())['markups']
     assert len(markups) == len(result.candidates)
