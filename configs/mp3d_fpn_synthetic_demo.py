@@ -10,20 +10,13 @@
 _base_ = './mp3d_fpn_deeplesion_2x.py'
 
 data_root = '{{$DEEPLESION_ROOT:work_dirs/demo/data}}'.rstrip('/') + '/'
-norm_cfg = dict(type='GN', num_groups=8, requires_grad=True)
-stage_channels = [64, 128, 256, 512]
-slice_neck = _base_.model.neck
-slice_neck[0].in_channels = stage_channels
-slice_neck[1].in_channels = stage_channels
-slice_neck[1].out_channels = 64
-model = dict(
-    backbone=dict(base_channels=16, stage_blocks=[1, 1, 1, 1], norm_cfg=norm_cfg),
-    neck=slice_neck,
-    rpn_head=dict(in_channels=64, feat_channels=64,
-                  anchor_generator=dict(scales=[2], strides=[4, 8, 16, 32, 64])),
-    roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=64),
-        bbox_head=dict(in_channels=64, fc_out_channels=256)),
+# the widths; which layers follow them: mp3d_mmdet/models/detector_width.py
+from mp3d_mmdet.models.detector_width import reduced_width_detector  # noqa: E402
+
+model = reduced_width_detector(_base_.model, base_channels=16, stage_blocks=[1, 1, 1, 1],
+                               fpn_channels=64, fc_channels=256, norm_groups=8)
+model['rpn_head']['anchor_generator'] = dict(scales=[2], strides=[4, 8, 16, 32, 64])
+model.update(
     train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300),
                    rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
