@@ -187,18 +187,9 @@ def main() -> int:
 
 TINY_MODEL = """
 _base_ = {base!r}
-norm_cfg = dict(type='GN', num_groups=4, requires_grad=True)
-stage_channels = [32, 64, 128, 256]
-slice_neck = _base_.model.neck
-slice_neck[0].in_channels = stage_channels
-slice_neck[1].in_channels = stage_channels
-slice_neck[1].out_channels = 32
-model = dict(
-    backbone=dict(base_channels=8, stage_blocks=[1, 1, 1, 1], norm_cfg=norm_cfg),
-    neck=slice_neck,
-    rpn_head=dict(in_channels=32, feat_channels=32),
-    roi_head=dict(bbox_roi_extractor=dict(out_channels=32),
-                  bbox_head=dict(in_channels=32, fc_out_channels=32)))
+from mp3d_mmdet.models.detector_width import reduced_width_detector
+model = reduced_width_detector(_base_.model, base_channels=8, stage_blocks=[1, 1, 1, 1],
+                               fpn_channels=32, fc_channels=32, norm_groups=4)
 """
 
 
