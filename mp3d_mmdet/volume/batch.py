@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from ..utils.safe_files import file_sha256
 from .distributed import (PartFileProgress, absorb_part_files, broadcast_from_first, dist_info,
                           gather_all, part_file_name, share_of)
 from .inference.detection import detect_lesions_in_volume
@@ -27,14 +28,6 @@ from .results_file import VolumeResultsFile, volume_record
 
 __all__ = ['batch_settings', 'BatchSummary', 'DistributedBatchError', 'detect_volume_batch',
            'volume_detect_function']
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def batch_settings(config: Any, checkpoint: Optional[str],
@@ -86,7 +79,7 @@ def batch_settings(config: Any, checkpoint: Optional[str],
             check_checkpoint_file(checkpoint)
         except (FileNotFoundError, CheckpointFileError) as error:
             raise InferenceSetupError(str(error)) from None
-        checkpoint_digest = _file_sha256(checkpoint)
+        checkpoint_digest = file_sha256(checkpoint)
     config_path = config if isinstance(config, str) else cfg.filename
     return dict(
         config=osp.abspath(config_path) if config_path else None,
