@@ -21,8 +21,8 @@ import re
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Sequence, Tuple, TypeVar
-from unittest import mock
 
+from ..utils.cpu_process_group import skip_cuda_set_device
 from .results_file import RESULTS_FILE_NAME, VolumeResultsFile, read_partial_results
 
 __all__ = ['LAUNCHERS', 'init_launcher', 'dist_info', 'part_file_name', 'absorb_part_files',
@@ -66,7 +66,7 @@ def init_launcher(launcher: str, device: str) -> str:
             if on_cuda:
                 init_dist(launcher, backend='nccl')
             else:  # mmengine pins a CUDA device for every launcher: not on a CPU-only node
-                with mock.patch.object(torch.cuda, 'set_device', lambda index: None):
+                with skip_cuda_set_device():
                     init_dist(launcher, backend='gloo')
         except KeyError as error:  # mmengine reads os.environ[NAME], or says what is missing
             missing = str(error.args[0] if error.args else error)

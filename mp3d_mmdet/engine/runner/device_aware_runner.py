@@ -39,8 +39,7 @@ import functools
 import os
 import os.path as osp
 import re
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -54,6 +53,7 @@ from mmengine.runner import Runner
 from ...utils.checkpoint_files import CheckpointFileError, check_checkpoint_file
 from ...utils.config import check_evaluator_inputs, resolve_config
 from ...utils.cpu_memory import retain_freed_cpu_memory
+from ...utils.cpu_process_group import skip_cuda_set_device
 from ...utils.safe_files import replace_with_complete_file
 from ...utils.torchvision_ops import ROUTED_NOTE, route_cuda_ops_if_needed
 
@@ -101,17 +101,6 @@ def _check_local_checkpoint(filename: str, hint: str = '') -> None:
     ...) are left to mmengine."""
     if '://' not in filename:
         check_checkpoint_file(filename, hint=hint)
-
-
-@contextmanager
-def _skip_cuda_set_device() -> Iterator[None]:
-    """Make ``torch.cuda.set_device`` a no-op inside the block (CPU-only process groups)."""
-    original = torch.cuda.set_device
-    torch.cuda.set_device = lambda device: None
-    try:
-        yield
-    finally:
-        torch.cuda.set_device = original
 
 
 @RUNNERS.register_module()
@@ -219,5 +208,5 @@ class DeviceAwareRunner(Runner):
         if torch.cuda.is_available():
             super().setup_env(env_cfg)
             return
-        with _skip_cuda_set_device():
+        with skip_cuda_set_device():
             super().setup_env(env_cfg)
