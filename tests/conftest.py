@@ -1,4 +1,4 @@
-"""Shared test set-up: make the helper modules in tests/ importable, headless plotting, and
+"""Shared test set-up: the shared helpers (tests/helpers) importable, headless plotting, and
 mark the tests whose assertions depend on the values a network computes."""
 import os
 import sys
@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 #: CPU, not only on the one they were written on. Tests that train only to exercise mechanics
 #: (checkpoint files, resuming, schedules, logs) assert nothing a kernel can change.
 CPU_NUMERICS = ('test_models/', 'test_converters/', 'test_volume/test_inference/test_detection.py',
-                'test_volume/test_inference/test_detector.py')
+                'test_volume/test_inference/test_detector.py',
+                'test_volume/test_inference/test_precision.py')
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
