@@ -83,7 +83,7 @@ def hydrate_sr(node: str, sr_path: str, series_folder: str) -> dict:
     ``{'annotations': [{toolName, sopInstanceUID, referencedImageId, label, points}],
     'warnings': [...]}``."""
     run = subprocess.run([node, osp.join(VIEWER_CHECKS, 'hydrate_sr.mjs'), sr_path,
-                          series_folder], capture_output=True, text=True, timeout=120,
-                         cwd=VIEWER_CHECKS)
+                          series_folder], capture_output=True, encoding='utf-8',
+                         errors='replace', timeout=120, cwd=VIEWER_CHECKS)
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(run.stdout)

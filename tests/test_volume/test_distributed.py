@@ -54,8 +54,8 @@ def torchrun(args, out, statuses=None, **env):
     if statuses is not None:
         statuses.mkdir()
         env['MP3D_TEST_STATUS_DIR'] = str(statuses)
-    return subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS='1', **env))
+    return subprocess.run(command, capture_output=True, encoding='utf-8', errors='replace',
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1', **env))
 
 
 def _exit_statuses(folder):

@@ -129,7 +129,8 @@ def test_dciodvfy_finds_no_errors(written):
     if shutil.which('dciodvfy') is None:
         pytest.skip('dciodvfy not installed (Debian package dicom3tools)')
     _, _, path = written
-    run = subprocess.run(['dciodvfy', path], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(['dciodvfy', path], capture_output=True, encoding='utf-8',
+                         errors='replace', timeout=60)
     lines = (run.stdout + run.stderr).splitlines()
     assert 'Comprehensive3DSR' in lines, lines
     errors = [line for line in lines if 'Error' in line]
@@ -327,7 +328,8 @@ def test_hand_made_region_and_no_candidates(dicom_result, tmp_path):
     assert group.tracking_identifier == 'No lesion candidates'
     assert len(_library_uids(sr)) == STORED_SIZE[2]  # no candidate: every instance
     if shutil.which('dciodvfy'):
-        run = subprocess.run(['dciodvfy', path], capture_output=True, text=True, timeout=60)
+        run = subprocess.run(['dciodvfy', path], capture_output=True, encoding='utf-8',
+                             errors='replace', timeout=60)
         assert 'Error' not in run.stdout + run.stderr
 
 
@@ -374,7 +376,8 @@ def test_series_without_frame_of_reference_gets_the_2d_groups_only(tmp_path):
     (group, ) = _image_groups(sr)
     assert group.tracking_identifier == CORNERSTONE_RECTANGLE
     if shutil.which('dciodvfy'):
-        run = subprocess.run(['dciodvfy', path], capture_output=True, text=True, timeout=60)
+        run = subprocess.run(['dciodvfy', path], capture_output=True, encoding='utf-8',
+                             errors='replace', timeout=60)
         assert 'Error' not in run.stdout + run.stderr, run.stdout + run.stderr
 
 
@@ -466,7 +469,8 @@ def test_minimal_source_series_other_files_and_series(tmp_path):
                    and item.ConceptNameCodeSequence[0].CodeMeaning == 'Comment']
     assert comment.TextValue == 'Lesion candidate 1 score 0.90 slice 1 (1-1)'
     if shutil.which('dciodvfy'):
-        run = subprocess.run(['dciodvfy', path], capture_output=True, text=True, timeout=60)
+        run = subprocess.run(['dciodvfy', path], capture_output=True, encoding='utf-8',
+                             errors='replace', timeout=60)
         assert 'Error' not in run.stdout + run.stderr, run.stdout + run.stderr
 
 

@@ -102,7 +102,8 @@ def test_every_candidate_hydrates_as_rectangles_on_its_images(tmp_path, kind,
     sr_path = str(tmp_path / 'lesions_sr.dcm')
     write_dicom_sr(result, sr_path)
     if shutil.which('dciodvfy'):
-        run = subprocess.run(['dciodvfy', sr_path], capture_output=True, text=True, timeout=60)
+        run = subprocess.run(['dciodvfy', sr_path], capture_output=True, encoding='utf-8',
+                             errors='replace', timeout=60)
         assert 'Error' not in run.stdout + run.stderr, run.stdout + run.stderr
     hydrated = hydrate_sr(node, sr_path, folder)
     assert hydrated['warnings'] == []
