@@ -6,9 +6,10 @@
     write_volume_outputs(result, 'out/')
 
 A thin facade over :mod:`mp3d_mmdet.volume` (where every part lives: reading, inference,
-linking, viewer files, batches), like ``mmdet.apis`` over mmdet's models. Per-slice inference
-of a config on DeepLesion images is mmdet's own: ``mmdet.apis.init_detector`` and
-``inference_detector`` work on the plugin's configs.
+linking, viewer files, batches), like ``mmdet.apis`` over mmdet's models.
+``mmdet.apis.init_detector`` builds the plugin's model from every shipped config
+(``docs/configs.md``); its image loaders do not read N-slice CT inputs, which is what
+:class:`VolumeLesionDetector` is for.
 """
 from ..volume import (CTVolume, VolumeDetectionResult, VolumeLesionDetector,
                       detect_lesions_in_volume, detect_volume_batch, read_ct_volume,
