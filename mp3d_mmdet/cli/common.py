@@ -160,7 +160,7 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
                         'defines the N-slice input)')
     parser.add_argument('--checkpoint', required=True, help='model weights (.pth)')
     parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument('--score-thr', type=float, default=0.5,
+    parser.add_argument('--score-thr', type=score_threshold, default=0.5,
                         help='smallest per-slice detection score kept and linked')
     parser.add_argument('--batch-size', type=int, default=4, help='slices per forward pass')
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
@@ -185,7 +185,6 @@ def check_detection_arguments(parser: argparse.ArgumentParser,
     """Exit with status 2 (``parser.error``) on an out-of-range option of
     :func:`add_detection_arguments`."""
     checks = [(args.batch_size >= 1, '--batch-size must be >= 1'),
-              (0.0 <= args.score_thr <= 1.0, '--score-thr must be in [0, 1]'),
               (0.0 < args.iou_thr <= 1.0, '--iou-thr must be in (0, 1]'),
               (args.max_gap >= 0, '--max-gap must be >= 0'),
               (args.min_slices >= 1, '--min-slices must be >= 1'),

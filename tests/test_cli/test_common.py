@@ -76,6 +76,11 @@ def test_detection_arguments_and_their_checks(capsys):
         check_detection_arguments(parser, args)
     assert exit_info.value.code == 2
     assert '--max-gap must be >= 0' in capsys.readouterr().err
+    for bad in ('1.5', 'nan'):  # the one score-threshold rule (--label-score-thr's too)
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(['--config', 'c.py', '--checkpoint', 'w.pth', '--score-thr', bad])
+        assert exit_info.value.code == 2
+        assert f"--score-thr: must be a number in [0, 1], got '{bad}'" in capsys.readouterr().err
 
 
 def test_split_names(capsys):
