@@ -249,7 +249,8 @@ class _Rows(list):
 def throughput(args: argparse.Namespace) -> int:
     """The ``--throughput`` report (module docstring)."""
     from mp3d_mmdet.volume import (batch_settings, cpu_bf16_flags, detect_volume_batch,
-                                   volume_detect_function, volume_inputs_from_list_file)
+                                   resolve_precision, volume_detect_function,
+                                   volume_inputs_from_list_file)
     size, depth, count, k = args.size, args.throughput_slices, args.throughput_volumes, 4
     print(f'{count} volumes of {size} x {size} x {depth} slices; torch threads '
           f'{torch.get_num_threads()}; CPU bf16: {", ".join(cpu_bf16_flags()) or "none"}')
@@ -295,8 +296,9 @@ def throughput(args: argparse.Namespace) -> int:
         paper.detect(volume, slices=slices[:1], progress=False)  # warm-up
         fp32 = paper.detect(volume, slices=slices, progress=False).timings['network']
         rows.append(('paper model, network only, fp32', len(slices) / fp32, None))
-        if cpu_bf16_flags() or args.device.startswith('cuda'):
-            paper.precision = 'fp16' if args.device.startswith('cuda') else 'bf16'
+        reduced = resolve_precision('auto', args.device)  # what a user's run would take
+        if reduced != 'fp32':
+            paper.precision = reduced
             paper.detect(volume, slices=slices[:1], progress=False)
             low = paper.detect(volume, slices=slices, progress=False).timings['network']
             rows.append((f'paper model, network only, {paper.precision}', len(slices) / low,
