@@ -140,18 +140,18 @@ def _library_images(source: Sequence['pydicom.Dataset'], regions: Sequence[Candi
     """The source instances whose plane crosses a region's 3D box (all if no region).
 
     An instance's plane is at stored slice index ``k`` = the third continuous index of its
-    ImagePositionPatient in :attr:`CTVolume.original_geometry`; a box (its 8 corners mapped
-    to the stored grid) covers ``k_min <= k <= k_max``.
+    ImagePositionPatient in :attr:`CTVolume.original_geometry`; a box (its 8 corners,
+    :attr:`CandidateRegion.corners_lps_mm`, mapped to the stored grid) covers
+    ``k_min <= k <= k_max``.
     """
     if not regions:
         return list(source)
+    to_stored = volume.original_geometry.physical_to_index
     positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in source])
-    planes = volume.original_geometry.physical_to_index(positions)[:, 2]
-    bits = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=bool)
+    planes = to_stored(positions)[:, 2]
     crossed = np.zeros(len(source), dtype=bool)
     for region in regions:
-        box = np.asarray(region.box_index, np.float64)
-        k = volume.to_original_index(np.where(bits, box[3:], box[:3]))[:, 2]
+        k = to_stored(region.corners_lps_mm)[:, 2]
         crossed |= (planes >= k.min() - 1e-6) & (planes <= k.max() + 1e-6)
     return [ds for ds, keep in zip(source, crossed) if keep]
 
