@@ -321,7 +321,13 @@ def write_viewer_files(result: VolumeDetectionResult, out_dir: str,
         warning (added to ``result.warnings`` and issued as a :class:`UserWarning`), so that
         a finished inference is never lost to an optional file.
     """
-    formats = _drop_unwritable(result, formats)
+    return _write_viewer_files(result, out_dir, _drop_unwritable(result, formats),
+                               label_score_thr)
+
+
+def _write_viewer_files(result: VolumeDetectionResult, out_dir: str, formats: Sequence[str],
+                        label_score_thr: float) -> Dict[str, str]:
+    """:func:`write_viewer_files` of formats already checked (:func:`_drop_unwritable`)."""
     regions = candidate_regions(result)
     paths = {name: osp.join(out_dir, OUTPUT_FORMATS[name][0]) for name in formats}
     for name in formats:
@@ -382,7 +388,7 @@ def write_volume_outputs(result: VolumeDetectionResult, out_dir: Union[str, Stag
                                             top_k_overlays)
         write_detections_json(result, osp.join(staged.path, 'detections.json'), overlays)
         write_lesions_csv(result, osp.join(staged.path, 'lesions.csv'), overlays)
-        viewer = write_viewer_files(result, staged.path, formats, label_score_thr)
+        viewer = _write_viewer_files(result, staged.path, formats, label_score_thr)
     destination = staged.commit()
     paths = dict(json=osp.join(destination, 'detections.json'),
                  csv=osp.join(destination, 'lesions.csv'),
