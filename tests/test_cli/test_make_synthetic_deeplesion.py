@@ -48,8 +48,8 @@ def test_runs_as_a_script(tmp_path):
 
 def test_demo_preset_and_explicit_options_override_it(cli):
     args = cli.parse_args(['--out', 'x', '--preset', 'demo'])
-    assert (args.num_patients, args.image_size, tuple(args.lesion_diameter_mm)) == (
-        60, 160, (15.0, 45.0))
+    assert (args.num_patients, args.image_size, tuple(args.lesion_diameter_mm),
+            args.vessel_max_diameter_mm) == (60, 160, (15.0, 45.0), 25.0)
     args = cli.parse_args(['--out', 'x', '--preset', 'demo', '--num-patients', '5'])
     assert (args.num_patients, args.image_size) == (5, 160)
     args = cli.parse_args(['--out', 'x'])
