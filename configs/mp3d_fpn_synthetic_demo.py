@@ -4,7 +4,7 @@
 # MP3D ResNet (pseudo-3D, GN, no slice pooling, 9 slices at 2.5 mm) -> GTM -> FPN -> Faster
 # R-CNN; what changes is the width (base 16 channels instead of 64), one block per stage
 # instead of [3, 4, 6, 3], the input scale (160 instead of 512), the HU window (see below) and
-# the schedule. The data (demo.sh points DEEPLESION_ROOT at it):
+# the optimiser and schedule (below). The data (demo.sh points DEEPLESION_ROOT at it):
 #   mp3d-make-synthetic-deeplesion --out work_dirs/demo/data --preset demo --seed 0
 # (60 patients, 160 x 160 px, lesions of 15-45 mm, vessels of at most 25 mm)
 _base_ = './mp3d_fpn_deeplesion_2x.py'

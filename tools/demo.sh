@@ -12,7 +12,7 @@
 # 5. whole-volume detection in every test sub-volume (mp3d-detect-volumes) scored with the 3D
 #    FROC of DeepLesion's manual 3D test set against the generator's 3D ground truth and against
 #    the key-slice boxes: work_dirs/demo/volumes/ (froc_3d.json, froc_3d.png, ...).
-# About 12 minutes on 2 CPU cores once the set-up exists; on a GPU machine the same commands
+# About 10 minutes on 2 CPU cores once the set-up exists; on a GPU machine the same commands
 # train with AMP. Variables: MP3D_VENV (see setup_env.sh), MP3D_DEMO_SEED (default 0).
 set -Eeuo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

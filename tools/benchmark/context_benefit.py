@@ -4,8 +4,8 @@
 Trains each model with the same budget (the demo's schedule) on the same synthetic
 DeepLesion-format set, through ``mim train`` / ``mim test`` like a user would, evaluates each
 with the FROC metric and prints one table. The synthetic data contain vessel-like tubes that
-look exactly like lesions on any single slice and differ only along z, so a detector without
-3D context should pay for them in false positives.
+look exactly like the lesions of their size on any single slice and differ only along z, so a
+detector without 3D context should pay for them in false positives.
 
     python tools/benchmark/context_benefit.py                 # MP3D (9 slices) vs 2D (1 slice)
     python tools/benchmark/context_benefit.py --with-3dce     # + FPN+3DCE with 9 slices
@@ -19,8 +19,8 @@ Models (all share the demo's FPN width, heads, input scale, schedule and seed):
 
 Data: the demo's set in ``work_dirs/demo/data`` (``make_synthetic_deeplesion.py --preset demo
 --reuse``, as ``tools/demo.sh`` runs it: kept when its recipe matches, written anew
-otherwise). Work dirs: ``work_dirs/context_benefit/<model>``. About 11 (MP3D) and 7 (2D) minutes
-on 2 CPU cores.
+otherwise). Work dirs: ``work_dirs/context_benefit/<model>``; the table gives each model's
+wall-clock minutes.
 """
 import argparse
 import json

@@ -10,7 +10,7 @@ bf16 (or fp16 on a GPU) on the same volumes, side by side from one run:
     python tools/benchmark/precision_agreement.py --deeplesion work_dirs/demo/data \\
         --config configs/mp3d_fpn_synthetic_demo.py --checkpoint work_dirs/demo/epoch_32.pth
 
-(the demo's trained model and its 20 test sub-volumes, after ``bash tools/demo.sh``). On a CPU
+(the demo's trained model and its test sub-volumes, after ``bash tools/demo.sh``). On a CPU
 without AVX512_BF16 or AMX, bf16 is emulated: slower than float32, but the same arithmetic.
 """
 import argparse
