@@ -4,7 +4,8 @@
   elliptical body of soft tissue (``body_hu``, Gaussian noise) with bright ellipsoidal
   lesions (:class:`PlantedLesion`, soft edges) at known positions.
 * :func:`lesion_box` is the expected box of a lesion on one axial slice.
-* :func:`make_sitk_image` wraps an array with origin / spacing / direction;
+* :func:`make_sitk_image` wraps an array with origin / spacing / direction (:func:`rotation`
+  builds tilted directions);
   :func:`write_dicom_series` writes it as a CT DICOM series whose files store
   ``(HU - intercept) / slope`` with the rescale tags set (SimpleITK's GDCM writer inverts the
   rescale when writing, and applies it when reading).
@@ -104,6 +105,16 @@ def lesion_box(lesion: PlantedLesion, spacing_xyz: Tuple[float, float, float], z
     hx, hy = ax * shrink / sx, ay * shrink / sy
     return np.array([lx / sx - hx - pad_px, ly / sy - hy - pad_px, lx / sx + hx + pad_px,
                      ly / sy + hy + pad_px])
+
+
+def rotation(axis: int, angle: float) -> np.ndarray:
+    """The 3 x 3 rotation by ``angle`` radians about coordinate axis ``axis`` (0 x, 1 y, 2 z),
+    for the direction cosines of tilted or oblique test series."""
+    c, s = np.cos(angle), np.sin(angle)
+    a, b = [i for i in range(3) if i != axis]
+    matrix = np.eye(3)
+    matrix[a, a], matrix[a, b], matrix[b, a], matrix[b, b] = c, -s, s, c
+    return matrix
 
 
 def make_sitk_image(hu: np.ndarray, spacing_xyz: Sequence[float],

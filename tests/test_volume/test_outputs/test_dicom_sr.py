@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers.volume_fixtures import make_sitk_image, write_dicom_series
+from helpers.volume_fixtures import make_sitk_image, rotation, write_dicom_series
 from mp3d_mmdet import __version__
 from mp3d_mmdet.volume import (CandidateRegion, SliceDetections, VolumeDetectionResult,
                                build_dicom_sr, candidate_regions, link_slice_detections,
@@ -30,16 +30,8 @@ STORED_SPACING = (0.8, 2.5, 0.9)  # column, row, slice gap: axial grid (0.8, 0.9
 ORIGIN = (-120.25, 35.5, 410.0)
 
 
-def _rotation(axis: int, angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    a, b = [i for i in range(3) if i != axis]
-    matrix = np.eye(3)
-    matrix[a, a], matrix[a, b], matrix[b, a], matrix[b, b] = c, -s, s, c
-    return matrix
-
-
 # coronal: columns -> L, rows -> I, slices -> P; then tilted 0.2 rad about z, 0.08 about x
-DIRECTION = _rotation(0, 0.08) @ _rotation(2, 0.2) @ np.array(
+DIRECTION = rotation(0, 0.08) @ rotation(2, 0.2) @ np.array(
     [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 NY = STORED_SIZE[1]
 STUDY_UID = '1.2.826.0.1.3680043.2.1125.1'

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from helpers.viewer_fixtures import hydrate_sr, node_or_skip
-from helpers.volume_fixtures import make_sitk_image, write_dicom_series
+from helpers.volume_fixtures import make_sitk_image, rotation, write_dicom_series
 from mp3d_mmdet.volume import (SliceDetections, VolumeDetectionResult, candidate_regions,
                                link_slice_detections, measure_lesion_candidates, read_ct_volume,
                                write_dicom_sr)
@@ -28,18 +28,10 @@ pydicom = pytest.importorskip('pydicom')
 FRAME_UID = '1.2.826.0.1.3680043.2.1125.77.2'
 
 
-def _rotation(axis: int, angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    a, b = [i for i in range(3) if i != axis]
-    matrix = np.eye(3)
-    matrix[a, a], matrix[a, b], matrix[b, a], matrix[b, b] = c, -s, s, c
-    return matrix
-
-
 SERIES = {
     'axial': np.eye(3),
     # tilted 0.15 rad about x (a gantry tilt) and 0.1 about z: still stored as axial slices
-    'oblique': _rotation(2, 0.1) @ _rotation(0, 0.15),
+    'oblique': rotation(2, 0.1) @ rotation(0, 0.15),
     # columns -> L, rows -> I, slices -> P: reoriented to axial slices for the network
     'coronal': np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),
 }
